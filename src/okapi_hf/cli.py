@@ -1,0 +1,127 @@
+"""``okapi-hf``: one command line over every stage; each subcommand is a thin call into the API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from okapi_hf.errors import OkapiError
+
+
+def _languages(args: argparse.Namespace) -> None:
+    from okapi_hf.languages import languages
+
+    langs = languages(args.group)
+    if args.format == "codes":
+        print(",".join(lang.code for lang in langs))
+    elif args.format == "json":
+        print(json.dumps([vars(lang) for lang in langs], ensure_ascii=False, indent=2))
+    else:
+        print(f"{'code':<5} {'name':<12} {'group':<7} {'script':<11} aliases")
+        for lang in langs:
+            print(f"{lang.code:<5} {lang.name:<12} {lang.group:<7} {lang.script:<11} {','.join(lang.aliases)}")
+
+
+def _data_download(args: argparse.Namespace) -> None:
+    from okapi_hf.data.download import download_release
+
+    report = download_release(
+        args.out, args.langs, args.subsets, args.base_url, retries=args.retries, force=args.force
+    )
+    print(report.summary())
+
+
+def _data_sample(args: argparse.Namespace) -> None:
+    from okapi_hf.data.sample import write_sample_raw
+    from okapi_hf.languages import resolve_langs
+
+    out = write_sample_raw(
+        args.out, resolve_langs(args.langs) if args.langs else None, n_sft=args.n_sft, n_ranking=args.n_ranking, n_rl=args.n_rl,
+        seed=args.seed, jsonl=args.jsonl,
+    )
+    print(f"wrote Okapi-format sample data to {out}")
+
+
+def _data_build(args: argparse.Namespace) -> None:
+    from okapi_hf.data.build import build_dataset
+
+    result = build_dataset(
+        args.raw_dir, args.out, args.langs, args.subsets, skip_invalid=args.skip_invalid, seed=args.seed
+    )
+    print(result.summary())
+    print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
+
+
+def _quickstart(args: argparse.Namespace) -> None:
+    from okapi_hf.quickstart import run_quickstart
+
+    run_quickstart(args.out, lang=args.lang)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="okapi-hf", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("languages", help="list the language registry")
+    p.add_argument("--group", choices=["high", "medium", "low", "extra"], help="only this resource group")
+    p.add_argument("--format", choices=["table", "codes", "json"], default="table")
+    p.set_defaults(func=_languages)
+
+    p = commands.add_parser("quickstart", help="run the whole pipeline on sample data and tiny models")
+    p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
+    p.add_argument("--lang", default="vi", help="language to train and chat in")
+    p.set_defaults(func=_quickstart)
+
+    data = commands.add_parser("data", help="download, build and inspect Okapi data").add_subparsers(
+        dest="data_command", required=True
+    )
+    langs_help = "comma-separated codes, a group (high, medium, low, extra), okapi (the 26) or all"
+    subsets_help = "comma-separated subsets: sft, ranking, rl (default: all)"
+
+    p = data.add_parser("download", help="fetch the original release files (resumable, sha256 manifest)")
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subsets", help=subsets_help)
+    p.add_argument("--out", default="okapi_raw", help="raw folder in the release layout")
+    p.add_argument("--base-url", help="release base URL (default: $OKAPI_HF_BASE_URL or the original host)")
+    p.add_argument("--retries", type=int, default=5, help="attempts per file before giving up")
+    p.add_argument("--force", action="store_true", help="download again even if files are present")
+    p.set_defaults(func=_data_download)
+
+    p = data.add_parser("sample", help="write the bundled sample data in the release layout")
+    p.add_argument("--out", default="okapi_sample_raw")
+    p.add_argument("--langs", help="sample languages (default: all that have sample text)")
+    p.add_argument("--n-sft", type=int, default=36)
+    p.add_argument("--n-ranking", type=int, default=12)
+    p.add_argument("--n-rl", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jsonl", action="store_true", help="write JSON Lines instead of JSON arrays")
+    p.set_defaults(func=_data_sample)
+
+    p = data.add_parser("build", help="turn raw release files into a load_dataset folder")
+    p.add_argument("--raw-dir", required=True, help="folder in the release layout <subset-folder>/<lang>.json")
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subsets", help=subsets_help)
+    p.add_argument("--out", default="okapi_hf", help="dataset folder to write (and later publish)")
+    p.add_argument("--skip-invalid", action="store_true", help="leave out unusable rows (counted) instead of failing")
+    p.add_argument("--seed", type=int, default=42, help="seed of the train/validation split")
+    p.set_defaults(func=_data_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except OkapiError as e:
+        print(f"okapi-hf: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("okapi-hf: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Okapi data: schemas, raw ingest, rankings, download, build and load."""

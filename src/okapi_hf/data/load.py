@@ -1,0 +1,65 @@
+"""Load one language, or a multilingual mixture, from a built folder or its Hub repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+from datasets import DatasetDict, concatenate_datasets
+
+from okapi_hf.data.schema import get_subset
+from okapi_hf.errors import DataError
+from okapi_hf.languages import resolve_langs
+
+DEFAULT_DATASET = "okapi_hf"  # the folder `okapi-hf data build` writes; OKAPI_HF_DATASET overrides
+
+
+def load_dataset(
+    langs: str | list[str],
+    subset: str = "sft",
+    path: str | os.PathLike | None = None,
+    *,
+    split: str | None = None,
+    revision: str | None = None,
+) -> DatasetDict | datasets.Dataset:
+    """One language (``"vi"``) or a mixture (``"vi,de"``, ``"low"``) of one subset.
+
+    ``path`` is a folder written by ``okapi-hf data build`` or a Hub repo id (default: the
+    ``OKAPI_HF_DATASET`` variable, else ``./okapi_hf``). Mixtures concatenate the languages in
+    the order given; the ``lang`` column keeps every row traceable.
+    """
+    path = str(path or os.environ.get("OKAPI_HF_DATASET", DEFAULT_DATASET))
+    sub = get_subset(subset)
+    parts = [_load_one(path, sub.config_name(lang), revision) for lang in resolve_langs(langs)]
+    splits = sorted(set.intersection(*(set(p) for p in parts)), key=lambda s: s != "train")
+    mixture = DatasetDict({s: concatenate_datasets([p[s] for p in parts]) for s in splits})
+    if split is None:
+        return mixture
+    if split not in mixture:
+        raise DataError(f"split {split!r} not found in {path}; available: {', '.join(mixture)}")
+    return mixture[split]
+
+
+def _load_one(path: str, config: str, revision: str | None) -> DatasetDict:
+    local = Path(path)
+    if local.is_dir():
+        if not (local / "README.md").is_file():
+            raise DataError(f"{local} has no README.md: not a folder written by `okapi-hf data build`")
+    elif local.is_absolute() or path.startswith(".") or path.count("/") != 1:
+        raise DataError(
+            f"dataset {path!r} is neither a local folder nor a Hub repo id (ORG/NAME); "
+            "build one with `okapi-hf data build --raw-dir DIR --out FOLDER`"
+        )
+    try:
+        return datasets.load_dataset(path, config, revision=revision)
+    except ValueError as e:
+        if "not found" in str(e).lower() and config in str(e):
+            raise DataError(f"config {config!r} is not in {path}: {e}") from None
+        raise
+    except (ConnectionError, OSError) as e:
+        raise DataError(
+            f"could not load {path!r} (config {config!r}): it is not a local folder and the Hub could not be "
+            f"reached ({type(e).__name__}: {e}). Offline, build the folder with `okapi-hf data build` and "
+            "pass its path."
+        ) from None

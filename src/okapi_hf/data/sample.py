@@ -1,0 +1,480 @@
+"""Small, genuine Okapi-format raw data that the project writes itself.
+
+Tests, the quickstart and the benchmarks need raw files in the exact layout of the original release
+(``<raw_dir>/<release_folder>/<lang>.json``) without downloading the release. The rows here are
+real tasks with checkable answers (arithmetic, comparisons, list operations, capital cities),
+written in each language from one compact phrase table, so that tiny models have something to
+learn: SFT outputs are correct, and every ranking instruction has four responses whose quality
+order is unambiguous (complete > terse > wrong > unhelpful).
+
+Number ranges are wide enough for 52K SFT rows or 42K ranking instructions per language without
+repeating an (instruction, input) pair.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from okapi_hf.data.schema import SUBSETS, get_subset
+from okapi_hf.errors import UnknownLanguageError
+from okapi_hf.languages import get_language, resolve_langs
+
+__all__ = ["SAMPLE_LANGS", "sample_rows", "write_sample_raw"]
+
+# One language per script family, so encoding and tokenisation problems show up early.
+SAMPLE_LANGS: tuple[str, ...] = ("vi", "ru", "zh", "ar", "hi", "bn")  # Latin, Cyrillic, CJK, Arabic, ...
+
+
+@dataclass(frozen=True)
+class _Phrases:
+    """The text of one language; every language fills the same fields, the tasks hold the logic."""
+
+    sum_q: str  # {a}, {b}
+    sum_a: str  # {a}, {b}, {c}
+    product_q: str  # {a}, {b}
+    product_a: str  # {a}, {b}, {c}
+    compare_q: str  # {a}, {b}
+    compare_a: str  # {big}, {small}
+    parity_q: str  # {n}
+    even_a: str  # {n}
+    odd_a: str  # {n}
+    even: str
+    odd: str
+    capital_q: str  # {country}
+    capital_a: str  # {country}, {city}
+    countries: tuple[tuple[str, str], ...]  # (country, capital), in the form the templates need
+    sort_q: str
+    sort_a: str  # {items}
+    reverse_q: str
+    reverse_a: str  # {items}
+    count_q: str
+    count_a: str  # {n}
+    max_q: str
+    max_a: str  # {m}
+    words: tuple[str, ...]  # everyday nouns for the list tasks
+    sep: str  # how the language separates list items
+    unhelpful: tuple[str, ...]  # polite non-answers, the worst response in a ranking
+
+
+def _nfc(value: object) -> object:
+    """NFC-normalise strings inside nested tuples: hand-typed Indic nuktas are not always NFC."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, tuple):
+        return tuple(_nfc(v) for v in value)
+    return value
+
+
+def _phrases(**text: object) -> _Phrases:
+    """A phrase table; a missing or misspelled field fails at import, not halfway through a run."""
+    return _Phrases(**{name: _nfc(value) for name, value in text.items()})  # type: ignore[arg-type]
+
+
+_PHRASES: dict[str, _Phrases] = {
+    "vi": _phrases(
+        sum_q="Tổng của {a} và {b} là bao nhiêu?",
+        sum_a="Tổng của {a} và {b} là {c}.",
+        product_q="Tích của {a} và {b} là bao nhiêu?",
+        product_a="Tích của {a} và {b} là {c}.",
+        compare_q="Số nào lớn hơn: {a} hay {b}?",
+        compare_a="Số {big} lớn hơn số {small}.",
+        parity_q="Số {n} là số chẵn hay số lẻ?",
+        even_a="Số {n} là số chẵn.",
+        odd_a="Số {n} là số lẻ.",
+        even="chẵn",
+        odd="lẻ",
+        capital_q="Thủ đô của {country} là thành phố nào?",
+        capital_a="Thủ đô của {country} là {city}.",
+        countries=(
+            ("Pháp", "Paris"), ("Nhật Bản", "Tokyo"), ("Ai Cập", "Cairo"), ("Brazil", "Brasília"),
+            ("Canada", "Ottawa"), ("Đức", "Berlin"), ("Ấn Độ", "New Delhi"), ("Úc", "Canberra"),
+        ),
+        sort_q="Hãy sắp xếp các số sau theo thứ tự tăng dần.",
+        sort_a="Các số theo thứ tự tăng dần là: {items}.",
+        reverse_q="Hãy viết các mục trong danh sách sau theo thứ tự ngược lại.",
+        reverse_a="Danh sách theo thứ tự ngược lại là: {items}.",
+        count_q="Danh sách sau có bao nhiêu mục?",
+        count_a="Danh sách có {n} mục.",
+        max_q="Hãy tìm số lớn nhất trong danh sách sau.",
+        max_a="Số lớn nhất trong danh sách là {m}.",
+        words=("táo", "chuối", "mèo", "chó", "sông", "núi", "sách", "bàn", "đèn", "ngôi sao",
+               "đám mây", "cây cầu"),
+        sep=", ",
+        unhelpful=("Tôi không biết.", "Xin lỗi, tôi không thể trả lời câu hỏi này."),
+    ),
+    "ru": _phrases(
+        sum_q="Чему равна сумма чисел {a} и {b}?",
+        sum_a="Сумма чисел {a} и {b} равна {c}.",
+        product_q="Чему равно произведение чисел {a} и {b}?",
+        product_a="Произведение чисел {a} и {b} равно {c}.",
+        compare_q="Какое число больше: {a} или {b}?",
+        compare_a="Число {big} больше, чем {small}.",
+        parity_q="Является ли число {n} чётным или нечётным?",
+        even_a="Число {n} чётное.",
+        odd_a="Число {n} нечётное.",
+        even="чётное",
+        odd="нечётное",
+        capital_q="Какой город является столицей {country}?",
+        capital_a="Столица {country} — {city}.",
+        countries=(  # genitive case, as both templates need it
+            ("Франции", "Париж"), ("Японии", "Токио"), ("Египта", "Каир"), ("Бразилии", "Бразилиа"),
+            ("Канады", "Оттава"), ("Германии", "Берлин"), ("Индии", "Нью-Дели"), ("Австралии", "Канберра"),
+        ),
+        sort_q="Расположите следующие числа в порядке возрастания.",
+        sort_a="Числа в порядке возрастания: {items}.",
+        reverse_q="Запишите элементы следующего списка в обратном порядке.",
+        reverse_a="Список в обратном порядке: {items}.",
+        count_q="Сколько элементов в следующем списке?",
+        count_a="Количество элементов в списке: {n}.",  # avoids numeral agreement (1 / 2-4 / 5+)
+        max_q="Найдите наибольшее число в следующем списке.",
+        max_a="Наибольшее число в списке — {m}.",
+        words=("яблоко", "банан", "кошка", "собака", "река", "гора", "книга", "стол", "лампа",
+               "звезда", "облако", "мост"),
+        sep=", ",
+        unhelpful=("Я не знаю.", "Извините, я не могу ответить на этот вопрос."),
+    ),
+    "zh": _phrases(
+        sum_q="{a}与{b}的和是多少？",
+        sum_a="{a}与{b}的和是{c}。",
+        product_q="{a}乘以{b}等于多少？",
+        product_a="{a}乘以{b}等于{c}。",
+        compare_q="{a}和{b}哪个数更大？",
+        compare_a="{big}比{small}大。",
+        parity_q="{n}是奇数还是偶数？",
+        even_a="{n}是偶数。",
+        odd_a="{n}是奇数。",
+        even="偶数",
+        odd="奇数",
+        capital_q="{country}的首都是哪座城市？",
+        capital_a="{country}的首都是{city}。",
+        countries=(
+            ("法国", "巴黎"), ("日本", "东京"), ("埃及", "开罗"), ("巴西", "巴西利亚"),
+            ("加拿大", "渥太华"), ("德国", "柏林"), ("印度", "新德里"), ("澳大利亚", "堪培拉"),
+        ),
+        sort_q="请将下列数字按从小到大的顺序排列。",
+        sort_a="按从小到大排列的结果是：{items}。",
+        reverse_q="请将下列列表中的项目按相反的顺序写出来。",
+        reverse_a="倒序排列后的列表是：{items}。",
+        count_q="下面的列表中有多少个项目？",
+        count_a="这个列表中共有{n}个项目。",
+        max_q="请找出下列数字中最大的一个。",
+        max_a="这些数字中最大的是{m}。",
+        words=("苹果", "香蕉", "猫", "狗", "河流", "山", "书", "桌子", "灯", "星星", "云", "桥"),
+        sep="、",
+        unhelpful=("我不知道。", "抱歉，我无法回答这个问题。"),
+    ),
+    "ar": _phrases(
+        sum_q="ما مجموع العددين {a} و{b}؟",
+        sum_a="مجموع العددين {a} و{b} هو {c}.",
+        product_q="ما حاصل ضرب {a} في {b}؟",
+        product_a="حاصل ضرب {a} في {b} هو {c}.",
+        compare_q="أيّ العددين أكبر: {a} أم {b}؟",
+        compare_a="العدد {big} أكبر من العدد {small}.",
+        parity_q="هل العدد {n} زوجي أم فردي؟",
+        even_a="العدد {n} زوجي.",
+        odd_a="العدد {n} فردي.",
+        even="زوجي",
+        odd="فردي",
+        capital_q="ما عاصمة {country}؟",
+        capital_a="عاصمة {country} هي {city}.",
+        countries=(
+            ("فرنسا", "باريس"), ("اليابان", "طوكيو"), ("مصر", "القاهرة"), ("البرازيل", "برازيليا"),
+            ("كندا", "أوتاوا"), ("ألمانيا", "برلين"), ("الهند", "نيودلهي"), ("أستراليا", "كانبرا"),
+        ),
+        sort_q="رتّب الأعداد التالية ترتيبًا تصاعديًا.",
+        sort_a="الأعداد مرتبة تصاعديًا: {items}.",
+        reverse_q="اكتب عناصر القائمة التالية بترتيب معكوس.",
+        reverse_a="القائمة بترتيب معكوس: {items}.",
+        count_q="كم عدد العناصر في القائمة التالية؟",
+        count_a="عدد العناصر في القائمة: {n}.",
+        max_q="ما أكبر عدد في القائمة التالية؟",
+        max_a="أكبر عدد في القائمة هو {m}.",
+        words=("تفاحة", "موزة", "قطة", "كلب", "نهر", "جبل", "كتاب", "طاولة", "مصباح", "نجمة",
+               "سحابة", "جسر"),
+        sep="، ",
+        unhelpful=("لا أعرف.", "عذرًا، لا أستطيع الإجابة عن هذا السؤال."),
+    ),
+    "hi": _phrases(
+        sum_q="{a} और {b} का योग कितना है?",
+        sum_a="{a} और {b} का योग {c} है।",
+        product_q="{a} और {b} का गुणनफल कितना है?",
+        product_a="{a} और {b} का गुणनफल {c} है।",
+        compare_q="{a} और {b} में से कौन-सी संख्या बड़ी है?",
+        compare_a="संख्या {big}, संख्या {small} से बड़ी है।",
+        parity_q="{n} सम संख्या है या विषम संख्या?",
+        even_a="{n} एक सम संख्या है।",
+        odd_a="{n} एक विषम संख्या है।",
+        even="सम",
+        odd="विषम",
+        capital_q="{country} की राजधानी कौन-सा शहर है?",
+        capital_a="{country} की राजधानी {city} है।",
+        countries=(
+            ("फ़्रांस", "पेरिस"), ("जापान", "टोक्यो"), ("मिस्र", "काहिरा"), ("ब्राज़ील", "ब्रासीलिया"),
+            ("कनाडा", "ओटावा"), ("जर्मनी", "बर्लिन"), ("भारत", "नई दिल्ली"), ("ऑस्ट्रेलिया", "कैनबरा"),
+        ),
+        sort_q="निम्नलिखित संख्याओं को आरोही क्रम में लिखिए।",
+        sort_a="आरोही क्रम में संख्याएँ: {items}।",
+        reverse_q="निम्नलिखित सूची की वस्तुओं को उलटे क्रम में लिखिए।",
+        reverse_a="उलटे क्रम में सूची: {items}।",
+        count_q="निम्नलिखित सूची में कितनी वस्तुएँ हैं?",
+        count_a="सूची में वस्तुओं की संख्या: {n}।",
+        max_q="निम्नलिखित सूची में सबसे बड़ी संख्या कौन-सी है?",
+        max_a="सूची में सबसे बड़ी संख्या {m} है।",
+        words=("सेब", "केला", "बिल्ली", "कुत्ता", "नदी", "पहाड़", "किताब", "मेज़", "दीपक", "तारा",
+               "बादल", "पुल"),
+        sep=", ",
+        unhelpful=("मुझे नहीं पता।", "क्षमा करें, मैं इस प्रश्न का उत्तर नहीं दे सकता।"),
+    ),
+    "bn": _phrases(
+        sum_q="{a} এবং {b}-এর যোগফল কত?",
+        sum_a="{a} এবং {b}-এর যোগফল {c}।",
+        product_q="{a} এবং {b}-এর গুণফল কত?",
+        product_a="{a} এবং {b}-এর গুণফল {c}।",
+        compare_q="{a} এবং {b}-এর মধ্যে কোন সংখ্যাটি বড়?",
+        compare_a="{big} সংখ্যাটি {small}-এর চেয়ে বড়।",
+        parity_q="{n} কি জোড় সংখ্যা, নাকি বিজোড় সংখ্যা?",
+        even_a="{n} একটি জোড় সংখ্যা।",
+        odd_a="{n} একটি বিজোড় সংখ্যা।",
+        even="জোড়",
+        odd="বিজোড়",
+        capital_q="{country} রাজধানী কোন শহর?",
+        capital_a="{country} রাজধানী {city}।",
+        countries=(  # genitive (-এর / -র), as both templates need it
+            ("ফ্রান্সের", "প্যারিস"), ("জাপানের", "টোকিও"), ("মিশরের", "কায়রো"), ("ব্রাজিলের", "ব্রাসিলিয়া"),
+            ("কানাডার", "অটোয়া"), ("জার্মানির", "বার্লিন"), ("ভারতের", "নয়াদিল্লি"), ("অস্ট্রেলিয়ার", "ক্যানবেরা"),
+        ),
+        sort_q="নিচের সংখ্যাগুলো ছোট থেকে বড় ক্রমে সাজান।",
+        sort_a="ছোট থেকে বড় ক্রমে সংখ্যাগুলো: {items}।",
+        reverse_q="নিচের তালিকার জিনিসগুলো উল্টো ক্রমে লিখুন।",
+        reverse_a="উল্টো ক্রমে তালিকাটি: {items}।",
+        count_q="নিচের তালিকায় কয়টি জিনিস আছে?",
+        count_a="তালিকায় জিনিসের সংখ্যা: {n}।",
+        max_q="নিচের তালিকার সবচেয়ে বড় সংখ্যা কোনটি?",
+        max_a="তালিকার সবচেয়ে বড় সংখ্যা হলো {m}।",
+        words=("আপেল", "কলা", "বিড়াল", "কুকুর", "নদী", "পাহাড়", "বই", "টেবিল", "প্রদীপ", "তারা",
+               "মেঘ", "সেতু"),
+        sep=", ",
+        unhelpful=("আমি জানি না।", "দুঃখিত, আমি এই প্রশ্নের উত্তর দিতে পারছি না।"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One task instance with the responses a ranking needs, best first."""
+
+    instruction: str
+    input: str
+    best: str  # correct and complete sentence
+    terse: str  # correct, but only the value
+    wrong: str  # as fluent as ``best``, with a wrong answer
+    number: int | None = None  # the bare answer of arithmetic tasks (RL rows may carry it as an int)
+
+
+_Task = Callable[[random.Random, _Phrases], _Item]
+
+
+def _join(p: _Phrases, items: Iterable[object]) -> str:
+    return p.sep.join(str(i) for i in items)
+
+
+def _sum(rng: random.Random, p: _Phrases) -> _Item:
+    a, b = rng.randint(10, 9999), rng.randint(10, 9999)
+    c, slip = a + b, a + b + rng.choice((-10, -1, 1, 10))  # a carry error, the usual mistake
+    return _Item(p.sum_q.format(a=a, b=b), "", p.sum_a.format(a=a, b=b, c=c), str(c),
+                 p.sum_a.format(a=a, b=b, c=slip), c)
+
+
+def _product(rng: random.Random, p: _Phrases) -> _Item:
+    a, b = rng.randint(2, 999), rng.randint(2, 99)
+    c, slip = a * b, a * (b + rng.choice((-1, 1)))  # one times table off
+    return _Item(p.product_q.format(a=a, b=b), "", p.product_a.format(a=a, b=b, c=c), str(c),
+                 p.product_a.format(a=a, b=b, c=slip), c)
+
+
+def _compare(rng: random.Random, p: _Phrases) -> _Item:
+    a, b = rng.sample(range(1, 10_000), 2)
+    big, small = max(a, b), min(a, b)
+    return _Item(p.compare_q.format(a=a, b=b), "", p.compare_a.format(big=big, small=small), str(big),
+                 p.compare_a.format(big=small, small=big))
+
+
+def _parity(rng: random.Random, p: _Phrases) -> _Item:
+    n = rng.randint(1, 99_999)
+    right, wrong = (p.even_a, p.odd_a) if n % 2 == 0 else (p.odd_a, p.even_a)
+    return _Item(p.parity_q.format(n=n), "", right.format(n=n), p.even if n % 2 == 0 else p.odd,
+                 wrong.format(n=n))
+
+
+def _capital(rng: random.Random, p: _Phrases) -> _Item:
+    (country, city), (_, other) = rng.sample(p.countries, 2)  # a real capital, of the wrong country
+    return _Item(p.capital_q.format(country=country), "", p.capital_a.format(country=country, city=city),
+                 city, p.capital_a.format(country=country, city=other))
+
+
+def _sort(rng: random.Random, p: _Phrases) -> _Item:
+    numbers = rng.sample(range(1, 1000), rng.randint(4, 7))
+    ordered = sorted(numbers)
+    if numbers == ordered:  # an already sorted input would make the task trivial
+        numbers.reverse()
+    slip = ordered.copy()
+    i = rng.randrange(len(slip) - 1)
+    slip[i], slip[i + 1] = slip[i + 1], slip[i]  # one neighbouring pair out of order
+    return _Item(p.sort_q, _join(p, numbers), p.sort_a.format(items=_join(p, ordered)), _join(p, ordered),
+                 p.sort_a.format(items=_join(p, slip)))
+
+
+def _reverse(rng: random.Random, p: _Phrases) -> _Item:
+    words = rng.sample(p.words, rng.randint(3, 6))
+    backwards = _join(p, reversed(words))
+    return _Item(p.reverse_q, _join(p, words), p.reverse_a.format(items=backwards), backwards,
+                 p.reverse_a.format(items=_join(p, words)))  # wrong: the list left as it was
+
+
+def _count(rng: random.Random, p: _Phrases) -> _Item:
+    words = rng.sample(p.words, rng.randint(3, 8))
+    n = len(words)
+    return _Item(p.count_q, _join(p, words), p.count_a.format(n=n), str(n),
+                 p.count_a.format(n=n + rng.choice((-1, 1))))
+
+
+def _max(rng: random.Random, p: _Phrases) -> _Item:
+    numbers = rng.sample(range(1, 1000), rng.randint(4, 7))
+    ordered = sorted(numbers)
+    return _Item(p.max_q, _join(p, numbers), p.max_a.format(m=ordered[-1]), str(ordered[-1]),
+                 p.max_a.format(m=ordered[-2]))  # wrong: the runner-up
+
+
+# Rows alternate between these two pools, so about half of all rows have an ``input``.
+_NO_INPUT: tuple[_Task, ...] = (_sum, _product, _compare, _parity, _capital)
+_WITH_INPUT: tuple[_Task, ...] = (_sort, _reverse, _count, _max)
+_ARITHMETIC = (_sum, _product)
+_MAX_TRIES = 50  # consecutive repeats after which a task counts as used up (capital cities)
+
+
+class _Rotation:
+    """Cycles through tasks in seeded shuffled rounds, so even a dozen rows cover every task."""
+
+    def __init__(self, tasks: tuple[_Task, ...], rng: random.Random) -> None:
+        self._live = list(tasks)
+        self._queue: list[_Task] = []
+        self._rng = rng
+
+    def draw(self, p: _Phrases, seen: set[tuple[str, str]]) -> tuple[_Task, _Item]:
+        while self._live:
+            if not self._queue:
+                self._queue = self._live.copy()
+                self._rng.shuffle(self._queue)
+            task = self._queue.pop()
+            for _ in range(_MAX_TRIES):
+                item = task(self._rng, p)
+                key = (item.instruction, item.input)
+                if key not in seen:
+                    seen.add(key)
+                    return task, item
+            self._live.remove(task)  # a finite task has no new rows left
+        raise RuntimeError("every sample task ran out of unique rows")
+
+
+def _items(p: _Phrases, n: int, rng: random.Random) -> Iterator[tuple[_Task, _Item]]:
+    """``n`` task instances with distinct (instruction, input)."""
+    pools = (_Rotation(_NO_INPUT, rng), _Rotation(_WITH_INPUT, rng))
+    seen: set[tuple[str, str]] = set()
+    for i in range(n):
+        yield pools[i % 2].draw(p, seen)
+
+
+def _sample_code(lang: str) -> str:
+    """The registry code for ``lang``, refusing registry languages that have no phrase table."""
+    code = get_language(lang).code
+    if code not in _PHRASES:
+        raise UnknownLanguageError(
+            f"no sample text for language {lang!r}; sample text exists for: {', '.join(_PHRASES)}"
+        )
+    return code
+
+
+def sample_rows(lang: str, subset: str, n: int, *, seed: int = 0) -> list[dict]:
+    """The raw rows :func:`write_sample_raw` writes for one language and subset.
+
+    ``n`` counts instructions: ``sft`` and ``rl`` give ``n`` rows, ``ranking`` gives ``6 * n``
+    pairwise rows (every pair of four ranked responses), shuffled across instructions as in the
+    release, so that the ranking can only be recovered by regrouping on (instruction, input).
+    """
+    code = _sample_code(lang)
+    name = get_subset(subset).name
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    p = _PHRASES[code]
+    rng = random.Random(f"okapi-sample/{seed}/{code}/{name}")  # str seeds are stable across runs
+    items = _items(p, n, rng)
+
+    if name == "sft":
+        return [{"instruction": it.instruction, "input": it.input, "output": it.best} for _, it in items]
+
+    if name == "rl":
+        rows: list[dict] = []
+        arithmetic = 0
+        for task, it in items:
+            output: str | int = it.best
+            if task in _ARITHMETIC:
+                # like the real release, a few outputs are JSON numbers rather than strings
+                if it.number is not None and arithmetic % 3 == 0:
+                    output = it.number
+                arithmetic += 1
+            rows.append({"instruction": it.instruction, "input": it.input, "output": output})
+        return rows
+
+    pairs: list[dict] = []
+    for _, it in items:
+        ranked = (it.best, it.terse, it.wrong, rng.choice(p.unhelpful))
+        for i in range(4):
+            for j in range(i + 1, 4):
+                pairs.append({"instruction": it.instruction, "input": it.input,
+                              "prefered_output": ranked[i], "rejected_output": ranked[j]})
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _write(path: Path, rows: list[dict], jsonl: bool) -> None:
+    # json.dumps (not json.dump) so the C encoder does the work: 250K rows in well under a second
+    if jsonl:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    else:
+        text = json.dumps(rows, ensure_ascii=False)
+    path.write_text(text, encoding="utf-8")
+
+
+def write_sample_raw(
+    out_dir: str | Path,
+    langs: str | Iterable[str] | None = None,
+    *,
+    n_sft: int = 36,
+    n_ranking: int = 12,
+    n_rl: int = 16,
+    seed: int = 0,
+    jsonl: bool = False,
+) -> Path:
+    """Write ``<out_dir>/<release_folder>/<lang>.json`` for the three subsets; returns ``out_dir``.
+
+    ``langs`` is a list or a comma-separated string of codes (``None``: :data:`SAMPLE_LANGS`);
+    ``n_ranking`` counts instructions (six pairwise rows each). ``jsonl=True`` writes JSON Lines
+    to ``<lang>.jsonl`` instead of one JSON array.
+    """
+    root = Path(out_dir)
+    codes = list(SAMPLE_LANGS) if langs is None else resolve_langs(langs)
+    codes = [_sample_code(c) for c in codes]  # check every language before writing anything
+    counts = {"sft": n_sft, "ranking": n_ranking, "rl": n_rl}
+    for code in codes:
+        file_name = f"{get_language(code).file_code}.{'jsonl' if jsonl else 'json'}"
+        for name, n in counts.items():
+            folder = root / SUBSETS[name].release_folder
+            folder.mkdir(parents=True, exist_ok=True)
+            _write(folder / file_name, sample_rows(code, name, n, seed=seed), jsonl)
+    return root
+

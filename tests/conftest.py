@@ -1,0 +1,38 @@
+"""Tests run offline with private caches: nothing reaches the Hub, nothing leaks between runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="okapi-hf-tests-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.path.join(_CACHE, "hf")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE, "datasets")
+os.environ.pop("OKAPI_HF_DATASET", None)
+os.environ.pop("OKAPI_HF_BASE_URL", None)
+
+from okapi_hf.data.schema import get_subset  # noqa: E402  (after the environment is set)
+
+
+@pytest.fixture
+def write_raw(tmp_path):
+    """Write one raw release file: ``write_raw("sft", "vi", rows)`` or raw ``text=...``."""
+
+    def write(subset: str, lang: str, rows=None, *, text: str | None = None, jsonl: bool = False) -> Path:
+        path = tmp_path / "raw" / get_subset(subset).release_folder / f"{lang}.json{'l' if jsonl else ''}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            if jsonl:
+                text = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+            else:
+                text = json.dumps(rows, ensure_ascii=False, indent=1)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
