@@ -14,7 +14,10 @@ from okapi_hf.errors import DataError
 
 
 def _sft(lang, n):
-    return [{"instruction": f"{lang} q{i}", "input": "" if i % 2 else f"ctx {i}", "output": f"{lang} a{i}"} for i in range(n)]
+    return [
+        {"instruction": f"{lang} q{i}", "input": "" if i % 2 else f"ctx {i}", "output": f"{lang} a{i}"}
+        for i in range(n)
+    ]
 
 
 def _pairs(lang, n):
@@ -22,7 +25,14 @@ def _pairs(lang, n):
     for i in range(n):
         responses = [f"{lang} q{i} r{k}" for k in range(4)]
         for better, worse in itertools.combinations(responses, 2):
-            rows.append({"instruction": f"{lang} q{i}", "input": "", "prefered_output": better, "rejected_output": worse})
+            rows.append(
+                {
+                    "instruction": f"{lang} q{i}",
+                    "input": "",
+                    "prefered_output": better,
+                    "rejected_output": worse,
+                }
+            )
     return rows[::-1]  # worst pairs first: the order must come from the pairs, not the file
 
 
@@ -31,7 +41,12 @@ def raw(write_raw, tmp_path):
     for lang in ("vi", "zh"):
         write_raw("sft", lang, _sft(lang, 20))
         write_raw("ranking", lang, _pairs(lang, 10))
-        write_raw("rl", lang, [{"instruction": f"{lang} p{i}", "input": "", "output": i} for i in range(10)], jsonl=True)
+        write_raw(
+            "rl",
+            lang,
+            [{"instruction": f"{lang} p{i}", "input": "", "output": i} for i in range(10)],
+            jsonl=True,
+        )
     return tmp_path / "raw"
 
 
@@ -49,7 +64,9 @@ def test_every_config_loads_with_typed_features(raw, tmp_path):
     row = next(r for split in ranking.values() for r in split if r["instruction"] == "vi q3")
     assert row["responses"] == [f"vi q3 r{k}" for k in range(4)]
     rl = datasets.load_dataset(str(tmp_path / "okapi_hf"), "vi-rl")
-    assert sorted([*rl["train"]["output"], *rl["validation"]["output"]], key=int) == [str(i) for i in range(10)]
+    assert sorted([*rl["train"]["output"], *rl["validation"]["output"]], key=int) == [
+        str(i) for i in range(10)
+    ]
 
 
 def test_load_dataset_by_folder_name_from_its_parent(raw, tmp_path, monkeypatch):
@@ -96,7 +113,13 @@ def test_card_declares_configs_features_license_and_report(raw, tmp_path):
     names = [c["config_name"] for c in card.data.configs]
     assert names == ["vi", "vi-ranking", "vi-rl", "zh", "zh-ranking", "zh-rl"]
     infos = {i["config_name"]: i for i in card.data.dataset_info}
-    assert {f["name"] for f in infos["vi-ranking"]["features"]} == {"id", "lang", "instruction", "input", "responses"}
+    assert {f["name"] for f in infos["vi-ranking"]["features"]} == {
+        "id",
+        "lang",
+        "instruction",
+        "input",
+        "responses",
+    }
     assert {s["name"]: s["num_examples"] for s in infos["vi"]["splits"]} == {"train": 18, "validation": 2}
     assert "| `vi-ranking` | Vietnamese (`vi`) | high | ranking | 9 | 1 |" in card.text
     assert "`multilingual-rl-tuning-64k/vi.jsonl`" in card.text and "Lai" in card.text

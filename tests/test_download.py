@@ -62,8 +62,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _fixture_bytes(lang: str, subset: str) -> bytes:
-    rows = [{"instruction": f"{lang} {subset} Xin chào 你好 {i}", "input": "", "output": "ok " * i}
-            for i in range(200)]
+    rows = [
+        {"instruction": f"{lang} {subset} Xin chào 你好 {i}", "input": "", "output": "ok " * i}
+        for i in range(200)
+    ]
     return json.dumps(rows, ensure_ascii=False).encode("utf-8")
 
 

@@ -59,7 +59,9 @@ def test_cli_lists_a_group(capsys):
 
 
 def test_cli_unknown_language_is_a_clear_error(tmp_path, capsys):
-    code = main(["data", "build", "--raw-dir", str(tmp_path), "--langs", "vi,xx", "--out", str(tmp_path / "o")])
+    code = main(
+        ["data", "build", "--raw-dir", str(tmp_path), "--langs", "vi,xx", "--out", str(tmp_path / "o")]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "unknown language code 'xx'" in err and "Traceback" not in err

@@ -56,3 +56,14 @@ def test_render_chat_without_template_is_a_clear_error():
     tok.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         render_chat(tok, "Hi")
+
+
+def test_render_chat_with_the_tiny_tokenizer():
+    from okapi_hf.testing import train_tiny_tokenizer
+
+    tok = train_tiny_tokenizer()
+    prompt = render_chat(tok, "Sắp xếp các số sau.", "3, 1, 2")
+    assert "Sắp xếp các số sau.\n\n3, 1, 2" in prompt
+    assert prompt.endswith("<|assistant|>\n")
+    full = render_chat(tok, "Sắp xếp các số sau.", "3, 1, 2", output="1, 2, 3")
+    assert full.startswith(prompt) and full.rstrip().endswith("1, 2, 3</s>")

@@ -1,7 +1,14 @@
 import itertools
 import random
 
-from okapi_hf.data.rankings import AMBIGUOUS, CYCLE, SELF_PAIR, pairs_to_rankings, ranking_to_pairs, unique_order
+from okapi_hf.data.rankings import (
+    AMBIGUOUS,
+    CYCLE,
+    SELF_PAIR,
+    pairs_to_rankings,
+    ranking_to_pairs,
+    unique_order,
+)
 
 
 def _pairs(instruction, responses, input_=""):
@@ -40,9 +47,19 @@ def test_a_chain_of_adjacent_pairs_is_enough():
 def test_cycle_and_ambiguity_are_reported_with_row_numbers():
     rows = [
         *_pairs("cycle", ["a", "b", "c"])[:2],  # a>b, a>c
-        {"instruction": "cycle", "input": "", "prefered_output": "c", "rejected_output": "a"},  # c>a contradicts
+        {
+            "instruction": "cycle",
+            "input": "",
+            "prefered_output": "c",
+            "rejected_output": "a",
+        },  # c>a contradicts
         {"instruction": "open", "input": "", "prefered_output": "a", "rejected_output": "b"},
-        {"instruction": "open", "input": "", "prefered_output": "a", "rejected_output": "c"},  # b vs c unknown
+        {
+            "instruction": "open",
+            "input": "",
+            "prefered_output": "a",
+            "rejected_output": "c",
+        },  # b vs c unknown
         {"instruction": "same", "input": "", "prefered_output": "z", "rejected_output": "z"},
         *_pairs("fine", ["x", "y"]),
     ]

@@ -85,8 +85,7 @@ def test_ranking_pairs_form_one_total_order(lang: str) -> None:
         ranked = sorted(responses, key=wins.__getitem__, reverse=True)
         assert ranked[1] in ranked[0]  # the complete answer contains the terse one
     # pairs are shuffled across instructions, not stored in blocks of six
-    changes = sum(a["instruction"] != b["instruction"] or a["input"] != b["input"]
-                  for a, b in pairwise(rows))
+    changes = sum(a["instruction"] != b["instruction"] or a["input"] != b["input"] for a, b in pairwise(rows))
     assert changes > 2 * n
 
 
@@ -94,8 +93,13 @@ def _letters(text: str) -> list[str]:
     return [c for c in text if unicodedata.category(c)[0] in "LM"]  # letters and combining signs
 
 
-BLOCKS = {"ru": (0x0400, 0x04FF), "zh": (0x4E00, 0x9FFF), "ar": (0x0600, 0x06FF),
-          "hi": (0x0900, 0x097F), "bn": (0x0980, 0x09FF)}
+BLOCKS = {
+    "ru": (0x0400, 0x04FF),
+    "zh": (0x4E00, 0x9FFF),
+    "ar": (0x0600, 0x06FF),
+    "hi": (0x0900, 0x097F),
+    "bn": (0x0980, 0x09FF),
+}
 
 
 @pytest.mark.parametrize("lang", SAMPLE_LANGS)
@@ -132,8 +136,11 @@ def test_some_rl_outputs_are_int_answers(lang: str) -> None:
     ints = [r for r in rows if isinstance(r["output"], int)]
     assert ints and all(isinstance(r["output"], str) for r in rows if r not in ints)
     # only a few: other arithmetic rows keep their sentence answer (two numbers asked, three said)
-    assert any(len(re.findall(r"\d+", r["instruction"])) == 2 and len(re.findall(r"\d+", r["output"])) == 3
-               for r in rows if r not in ints)
+    assert any(
+        len(re.findall(r"\d+", r["instruction"])) == 2 and len(re.findall(r"\d+", r["output"])) == 3
+        for r in rows
+        if r not in ints
+    )
     for row in ints:
         a, b = map(int, re.findall(r"\d+", row["instruction"]))
         assert row["output"] in (a + b, a * b) and row["input"] == ""

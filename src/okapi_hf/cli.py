@@ -21,7 +21,9 @@ def _languages(args: argparse.Namespace) -> None:
     else:
         print(f"{'code':<5} {'name':<12} {'group':<7} {'script':<11} aliases")
         for lang in langs:
-            print(f"{lang.code:<5} {lang.name:<12} {lang.group:<7} {lang.script:<11} {','.join(lang.aliases)}")
+            print(
+                f"{lang.code:<5} {lang.name:<12} {lang.group:<7} {lang.script:<11} {','.join(lang.aliases)}"
+            )
 
 
 def _data_download(args: argparse.Namespace) -> None:
@@ -38,8 +40,13 @@ def _data_sample(args: argparse.Namespace) -> None:
     from okapi_hf.languages import resolve_langs
 
     out = write_sample_raw(
-        args.out, resolve_langs(args.langs) if args.langs else None, n_sft=args.n_sft, n_ranking=args.n_ranking, n_rl=args.n_rl,
-        seed=args.seed, jsonl=args.jsonl,
+        args.out,
+        resolve_langs(args.langs) if args.langs else None,
+        n_sft=args.n_sft,
+        n_ranking=args.n_ranking,
+        n_rl=args.n_rl,
+        seed=args.seed,
+        jsonl=args.jsonl,
     )
     print(f"wrote Okapi-format sample data to {out}")
 
@@ -100,11 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_sample)
 
     p = data.add_parser("build", help="turn raw release files into a load_dataset folder")
-    p.add_argument("--raw-dir", required=True, help="folder in the release layout <subset-folder>/<lang>.json")
+    p.add_argument(
+        "--raw-dir", required=True, help="folder in the release layout <subset-folder>/<lang>.json"
+    )
     p.add_argument("--langs", required=True, help=langs_help)
     p.add_argument("--subsets", help=subsets_help)
     p.add_argument("--out", default="okapi_hf", help="dataset folder to write (and later publish)")
-    p.add_argument("--skip-invalid", action="store_true", help="leave out unusable rows (counted) instead of failing")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="leave out unusable rows (counted) instead of failing"
+    )
     p.add_argument("--seed", type=int, default=42, help="seed of the train/validation split")
     p.set_defaults(func=_data_build)
     return parser

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from okapi_hf.errors import OkapiError
 from okapi_hf.languages import get_language
 
 
@@ -20,7 +21,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", lang: str = "vi") -> lis
     out = Path(out)
     lang = get_language(lang).code
     if lang not in SAMPLE_LANGS:
-        raise ValueError(f"the quickstart's sample data covers {', '.join(SAMPLE_LANGS)}; got {lang!r}")
+        raise OkapiError(f"the quickstart's sample data covers {', '.join(SAMPLE_LANGS)}; got {lang!r}")
     stages: list[tuple[str, Callable[[], str]]] = [
         ("sample data", lambda: _sample(out)),
         ("build dataset", lambda: _build(out)),
@@ -59,11 +60,14 @@ def _build(out: Path) -> str:
 def _load(out: Path) -> str:
     import datasets
     from huggingface_hub import DatasetCard
+    from tqdm.auto import tqdm
 
     configs = [c["config_name"] for c in DatasetCard.load(out / "okapi_hf" / "README.md").data.configs]
     rows = 0
-    for config in configs:
+    datasets.disable_progress_bars()  # one bar per split of 18 configs says nothing
+    for config in tqdm(configs, desc="load_dataset", unit="config"):
         rows += sum(split.num_rows for split in datasets.load_dataset(str(out / "okapi_hf"), config).values())
+    datasets.enable_progress_bars()
     return f"{len(configs)} configs, {rows} rows via datasets.load_dataset"
 
 

@@ -58,7 +58,9 @@ class BuildResult:
             lines.append("ranking: 'read' counts pairwise rows, 'written' counts K-wise rankings")
         if any(r.cast for r in self.reports):
             lines.append(f"{sum(r.cast for r in self.reports)} non-string values were cast to strings")
-        lines.extend(f"{lang}: no {subset} data exists for this language" for lang, subset in self.not_applicable)
+        lines.extend(
+            f"{lang}: no {subset} data exists for this language" for lang, subset in self.not_applicable
+        )
         return "\n".join(lines)
 
 
@@ -143,14 +145,19 @@ def build_dataset(
         )
 
     info = _read_build_info(out_dir)
-    for lang, subset, path, rows, report in tqdm(ingested, desc="writing parquet", unit="file", disable=not progress):
+    for lang, subset, path, rows, report in tqdm(
+        ingested, desc="writing parquet", unit="file", disable=not progress
+    ):
         folder = out_dir / "data" / lang / subset.name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         config = subset.config_name(lang)
         split_info = {}
         for split, part in split_rows(rows, subset.validation_fraction, seed).items():
-            split_info[split] = {"num_examples": len(part), "num_bytes": _write_split(part, subset, folder, split)}
+            split_info[split] = {
+                "num_examples": len(part),
+                "num_bytes": _write_split(part, subset, folder, split),
+            }
         result.splits[config] = {s: v["num_examples"] for s, v in split_info.items()}
         info[config] = {
             "lang": lang,
@@ -163,7 +170,9 @@ def build_dataset(
             "skipped": {reason: len(rows) for reason, rows in report.skipped.items()},
             "splits": split_info,
         }
-    (out_dir / BUILD_INFO).write_text(json.dumps(dict(sorted(info.items())), indent=2, ensure_ascii=False) + "\n")
+    (out_dir / BUILD_INFO).write_text(
+        json.dumps(dict(sorted(info.items())), indent=2, ensure_ascii=False) + "\n"
+    )
     (out_dir / "README.md").write_text(render_dataset_card(info), encoding="utf-8")
     return result
 
@@ -175,4 +184,6 @@ def _read_build_info(out_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not a valid build record ({e.msg}); delete the folder and build again") from None
+        raise DataError(
+            f"{path}: not a valid build record ({e.msg}); delete the folder and build again"
+        ) from None

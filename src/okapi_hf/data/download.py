@@ -48,8 +48,11 @@ class DownloadReport:
             f"downloaded {len(self.downloaded)}, verified {len(self.verified)}, "
             f"hashed {len(self.hashed)}, skipped {len(self.skipped)}"
         ]
-        for label, files in (("downloaded", self.downloaded), ("verified", self.verified),
-                             ("hashed", self.hashed)):
+        for label, files in (
+            ("downloaded", self.downloaded),
+            ("verified", self.verified),
+            ("hashed", self.hashed),
+        ):
             lines += [f"  {label:<10}  {path}" for path in files]
         lines += [f"  {'skipped':<10}  {lang} {subset}: {why}" for lang, subset, why in self.skipped]
         return "\n".join(lines)
@@ -117,8 +120,15 @@ def _attempt(url: str, part: Path, timeout: float, bar: tqdm) -> None:
         raise http.client.IncompleteRead(b"", expected - size)
 
 
-def fetch(url: str, dest: Path, *, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0,
-          progress: bool = True) -> None:
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    progress: bool = True,
+) -> None:
     """Download ``url`` to ``dest`` via ``dest.part``, retrying dropped transfers from where they stopped."""
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +203,14 @@ def download_release(
             else:
                 if force:
                     dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                fetch(f"{base}/{rel}", dest, retries=retries, timeout=timeout, backoff=backoff,
-                      progress=progress)
+                fetch(
+                    f"{base}/{rel}",
+                    dest,
+                    retries=retries,
+                    timeout=timeout,
+                    backoff=backoff,
+                    progress=progress,
+                )
                 actual = sha256_file(dest)
                 if expected is not None and actual != expected and not force:
                     raise _mismatch(dest, expected, actual, manifest_path)  # the file changed upstream

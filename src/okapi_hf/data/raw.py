@@ -140,7 +140,13 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
             for row_number in rows:
                 report.skip(reason, row_number)
         out = [
-            {"id": f"{lang}-ranking-{first}", "lang": lang, "instruction": ins, "input": inp, "responses": resp}
+            {
+                "id": f"{lang}-ranking-{first}",
+                "lang": lang,
+                "instruction": ins,
+                "input": inp,
+                "responses": resp,
+            }
             for first, ins, inp, resp in rankings
         ]
     else:

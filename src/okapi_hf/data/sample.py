@@ -91,8 +91,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="Thủ đô của {country} là thành phố nào?",
         capital_a="Thủ đô của {country} là {city}.",
         countries=(
-            ("Pháp", "Paris"), ("Nhật Bản", "Tokyo"), ("Ai Cập", "Cairo"), ("Brazil", "Brasília"),
-            ("Canada", "Ottawa"), ("Đức", "Berlin"), ("Ấn Độ", "New Delhi"), ("Úc", "Canberra"),
+            ("Pháp", "Paris"),
+            ("Nhật Bản", "Tokyo"),
+            ("Ai Cập", "Cairo"),
+            ("Brazil", "Brasília"),
+            ("Canada", "Ottawa"),
+            ("Đức", "Berlin"),
+            ("Ấn Độ", "New Delhi"),
+            ("Úc", "Canberra"),
         ),
         sort_q="Hãy sắp xếp các số sau theo thứ tự tăng dần.",
         sort_a="Các số theo thứ tự tăng dần là: {items}.",
@@ -102,8 +108,20 @@ _PHRASES: dict[str, _Phrases] = {
         count_a="Danh sách có {n} mục.",
         max_q="Hãy tìm số lớn nhất trong danh sách sau.",
         max_a="Số lớn nhất trong danh sách là {m}.",
-        words=("táo", "chuối", "mèo", "chó", "sông", "núi", "sách", "bàn", "đèn", "ngôi sao",
-               "đám mây", "cây cầu"),
+        words=(
+            "táo",
+            "chuối",
+            "mèo",
+            "chó",
+            "sông",
+            "núi",
+            "sách",
+            "bàn",
+            "đèn",
+            "ngôi sao",
+            "đám mây",
+            "cây cầu",
+        ),
         sep=", ",
         unhelpful=("Tôi không biết.", "Xin lỗi, tôi không thể trả lời câu hỏi này."),
     ),
@@ -122,8 +140,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="Какой город является столицей {country}?",
         capital_a="Столица {country} — {city}.",
         countries=(  # genitive case, as both templates need it
-            ("Франции", "Париж"), ("Японии", "Токио"), ("Египта", "Каир"), ("Бразилии", "Бразилиа"),
-            ("Канады", "Оттава"), ("Германии", "Берлин"), ("Индии", "Нью-Дели"), ("Австралии", "Канберра"),
+            ("Франции", "Париж"),
+            ("Японии", "Токио"),
+            ("Египта", "Каир"),
+            ("Бразилии", "Бразилиа"),
+            ("Канады", "Оттава"),
+            ("Германии", "Берлин"),
+            ("Индии", "Нью-Дели"),
+            ("Австралии", "Канберра"),
         ),
         sort_q="Расположите следующие числа в порядке возрастания.",
         sort_a="Числа в порядке возрастания: {items}.",
@@ -133,8 +157,20 @@ _PHRASES: dict[str, _Phrases] = {
         count_a="Количество элементов в списке: {n}.",  # avoids numeral agreement (1 / 2-4 / 5+)
         max_q="Найдите наибольшее число в следующем списке.",
         max_a="Наибольшее число в списке — {m}.",
-        words=("яблоко", "банан", "кошка", "собака", "река", "гора", "книга", "стол", "лампа",
-               "звезда", "облако", "мост"),
+        words=(
+            "яблоко",
+            "банан",
+            "кошка",
+            "собака",
+            "река",
+            "гора",
+            "книга",
+            "стол",
+            "лампа",
+            "звезда",
+            "облако",
+            "мост",
+        ),
         sep=", ",
         unhelpful=("Я не знаю.", "Извините, я не могу ответить на этот вопрос."),
     ),
@@ -153,8 +189,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="{country}的首都是哪座城市？",
         capital_a="{country}的首都是{city}。",
         countries=(
-            ("法国", "巴黎"), ("日本", "东京"), ("埃及", "开罗"), ("巴西", "巴西利亚"),
-            ("加拿大", "渥太华"), ("德国", "柏林"), ("印度", "新德里"), ("澳大利亚", "堪培拉"),
+            ("法国", "巴黎"),
+            ("日本", "东京"),
+            ("埃及", "开罗"),
+            ("巴西", "巴西利亚"),
+            ("加拿大", "渥太华"),
+            ("德国", "柏林"),
+            ("印度", "新德里"),
+            ("澳大利亚", "堪培拉"),
         ),
         sort_q="请将下列数字按从小到大的顺序排列。",
         sort_a="按从小到大排列的结果是：{items}。",
@@ -183,8 +225,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="ما عاصمة {country}؟",
         capital_a="عاصمة {country} هي {city}.",
         countries=(
-            ("فرنسا", "باريس"), ("اليابان", "طوكيو"), ("مصر", "القاهرة"), ("البرازيل", "برازيليا"),
-            ("كندا", "أوتاوا"), ("ألمانيا", "برلين"), ("الهند", "نيودلهي"), ("أستراليا", "كانبرا"),
+            ("فرنسا", "باريس"),
+            ("اليابان", "طوكيو"),
+            ("مصر", "القاهرة"),
+            ("البرازيل", "برازيليا"),
+            ("كندا", "أوتاوا"),
+            ("ألمانيا", "برلين"),
+            ("الهند", "نيودلهي"),
+            ("أستراليا", "كانبرا"),
         ),
         sort_q="رتّب الأعداد التالية ترتيبًا تصاعديًا.",
         sort_a="الأعداد مرتبة تصاعديًا: {items}.",
@@ -194,8 +242,7 @@ _PHRASES: dict[str, _Phrases] = {
         count_a="عدد العناصر في القائمة: {n}.",
         max_q="ما أكبر عدد في القائمة التالية؟",
         max_a="أكبر عدد في القائمة هو {m}.",
-        words=("تفاحة", "موزة", "قطة", "كلب", "نهر", "جبل", "كتاب", "طاولة", "مصباح", "نجمة",
-               "سحابة", "جسر"),
+        words=("تفاحة", "موزة", "قطة", "كلب", "نهر", "جبل", "كتاب", "طاولة", "مصباح", "نجمة", "سحابة", "جسر"),
         sep="، ",
         unhelpful=("لا أعرف.", "عذرًا، لا أستطيع الإجابة عن هذا السؤال."),
     ),
@@ -214,8 +261,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="{country} की राजधानी कौन-सा शहर है?",
         capital_a="{country} की राजधानी {city} है।",
         countries=(
-            ("फ़्रांस", "पेरिस"), ("जापान", "टोक्यो"), ("मिस्र", "काहिरा"), ("ब्राज़ील", "ब्रासीलिया"),
-            ("कनाडा", "ओटावा"), ("जर्मनी", "बर्लिन"), ("भारत", "नई दिल्ली"), ("ऑस्ट्रेलिया", "कैनबरा"),
+            ("फ़्रांस", "पेरिस"),
+            ("जापान", "टोक्यो"),
+            ("मिस्र", "काहिरा"),
+            ("ब्राज़ील", "ब्रासीलिया"),
+            ("कनाडा", "ओटावा"),
+            ("जर्मनी", "बर्लिन"),
+            ("भारत", "नई दिल्ली"),
+            ("ऑस्ट्रेलिया", "कैनबरा"),
         ),
         sort_q="निम्नलिखित संख्याओं को आरोही क्रम में लिखिए।",
         sort_a="आरोही क्रम में संख्याएँ: {items}।",
@@ -225,8 +278,7 @@ _PHRASES: dict[str, _Phrases] = {
         count_a="सूची में वस्तुओं की संख्या: {n}।",
         max_q="निम्नलिखित सूची में सबसे बड़ी संख्या कौन-सी है?",
         max_a="सूची में सबसे बड़ी संख्या {m} है।",
-        words=("सेब", "केला", "बिल्ली", "कुत्ता", "नदी", "पहाड़", "किताब", "मेज़", "दीपक", "तारा",
-               "बादल", "पुल"),
+        words=("सेब", "केला", "बिल्ली", "कुत्ता", "नदी", "पहाड़", "किताब", "मेज़", "दीपक", "तारा", "बादल", "पुल"),
         sep=", ",
         unhelpful=("मुझे नहीं पता।", "क्षमा करें, मैं इस प्रश्न का उत्तर नहीं दे सकता।"),
     ),
@@ -245,8 +297,14 @@ _PHRASES: dict[str, _Phrases] = {
         capital_q="{country} রাজধানী কোন শহর?",
         capital_a="{country} রাজধানী {city}।",
         countries=(  # genitive (-এর / -র), as both templates need it
-            ("ফ্রান্সের", "প্যারিস"), ("জাপানের", "টোকিও"), ("মিশরের", "কায়রো"), ("ব্রাজিলের", "ব্রাসিলিয়া"),
-            ("কানাডার", "অটোয়া"), ("জার্মানির", "বার্লিন"), ("ভারতের", "নয়াদিল্লি"), ("অস্ট্রেলিয়ার", "ক্যানবেরা"),
+            ("ফ্রান্সের", "প্যারিস"),
+            ("জাপানের", "টোকিও"),
+            ("মিশরের", "কায়রো"),
+            ("ব্রাজিলের", "ব্রাসিলিয়া"),
+            ("কানাডার", "অটোয়া"),
+            ("জার্মানির", "বার্লিন"),
+            ("ভারতের", "নয়াদিল্লি"),
+            ("অস্ট্রেলিয়ার", "ক্যানবেরা"),
         ),
         sort_q="নিচের সংখ্যাগুলো ছোট থেকে বড় ক্রমে সাজান।",
         sort_a="ছোট থেকে বড় ক্রমে সংখ্যাগুলো: {items}।",
@@ -256,8 +314,7 @@ _PHRASES: dict[str, _Phrases] = {
         count_a="তালিকায় জিনিসের সংখ্যা: {n}।",
         max_q="নিচের তালিকার সবচেয়ে বড় সংখ্যা কোনটি?",
         max_a="তালিকার সবচেয়ে বড় সংখ্যা হলো {m}।",
-        words=("আপেল", "কলা", "বিড়াল", "কুকুর", "নদী", "পাহাড়", "বই", "টেবিল", "প্রদীপ", "তারা",
-               "মেঘ", "সেতু"),
+        words=("আপেল", "কলা", "বিড়াল", "কুকুর", "নদী", "পাহাড়", "বই", "টেবিল", "প্রদীপ", "তারা", "মেঘ", "সেতু"),
         sep=", ",
         unhelpful=("আমি জানি না।", "দুঃখিত, আমি এই প্রশ্নের উত্তর দিতে পারছি না।"),
     ),
@@ -283,38 +340,57 @@ def _join(p: _Phrases, items: Iterable[object]) -> str:
     return p.sep.join(str(i) for i in items)
 
 
+def _arithmetic(question: str, answer: str, a: int, b: int, c: int, slip: int) -> _Item:
+    """Sum and product share one shape: the right result, or a plausible slip, in one sentence."""
+    return _Item(
+        question.format(a=a, b=b),
+        "",
+        answer.format(a=a, b=b, c=c),
+        str(c),
+        answer.format(a=a, b=b, c=slip),
+        c,
+    )
+
+
 def _sum(rng: random.Random, p: _Phrases) -> _Item:
     a, b = rng.randint(10, 9999), rng.randint(10, 9999)
-    c, slip = a + b, a + b + rng.choice((-10, -1, 1, 10))  # a carry error, the usual mistake
-    return _Item(p.sum_q.format(a=a, b=b), "", p.sum_a.format(a=a, b=b, c=c), str(c),
-                 p.sum_a.format(a=a, b=b, c=slip), c)
+    return _arithmetic(p.sum_q, p.sum_a, a, b, a + b, a + b + rng.choice((-10, -1, 1, 10)))  # a carry error
 
 
 def _product(rng: random.Random, p: _Phrases) -> _Item:
     a, b = rng.randint(2, 999), rng.randint(2, 99)
-    c, slip = a * b, a * (b + rng.choice((-1, 1)))  # one times table off
-    return _Item(p.product_q.format(a=a, b=b), "", p.product_a.format(a=a, b=b, c=c), str(c),
-                 p.product_a.format(a=a, b=b, c=slip), c)
+    return _arithmetic(p.product_q, p.product_a, a, b, a * b, a * (b + rng.choice((-1, 1))))  # one table off
 
 
 def _compare(rng: random.Random, p: _Phrases) -> _Item:
     a, b = rng.sample(range(1, 10_000), 2)
     big, small = max(a, b), min(a, b)
-    return _Item(p.compare_q.format(a=a, b=b), "", p.compare_a.format(big=big, small=small), str(big),
-                 p.compare_a.format(big=small, small=big))
+    return _Item(
+        p.compare_q.format(a=a, b=b),
+        "",
+        p.compare_a.format(big=big, small=small),
+        str(big),
+        p.compare_a.format(big=small, small=big),
+    )
 
 
 def _parity(rng: random.Random, p: _Phrases) -> _Item:
     n = rng.randint(1, 99_999)
     right, wrong = (p.even_a, p.odd_a) if n % 2 == 0 else (p.odd_a, p.even_a)
-    return _Item(p.parity_q.format(n=n), "", right.format(n=n), p.even if n % 2 == 0 else p.odd,
-                 wrong.format(n=n))
+    return _Item(
+        p.parity_q.format(n=n), "", right.format(n=n), p.even if n % 2 == 0 else p.odd, wrong.format(n=n)
+    )
 
 
 def _capital(rng: random.Random, p: _Phrases) -> _Item:
     (country, city), (_, other) = rng.sample(p.countries, 2)  # a real capital, of the wrong country
-    return _Item(p.capital_q.format(country=country), "", p.capital_a.format(country=country, city=city),
-                 city, p.capital_a.format(country=country, city=other))
+    return _Item(
+        p.capital_q.format(country=country),
+        "",
+        p.capital_a.format(country=country, city=city),
+        city,
+        p.capital_a.format(country=country, city=other),
+    )
 
 
 def _sort(rng: random.Random, p: _Phrases) -> _Item:
@@ -325,29 +401,45 @@ def _sort(rng: random.Random, p: _Phrases) -> _Item:
     slip = ordered.copy()
     i = rng.randrange(len(slip) - 1)
     slip[i], slip[i + 1] = slip[i + 1], slip[i]  # one neighbouring pair out of order
-    return _Item(p.sort_q, _join(p, numbers), p.sort_a.format(items=_join(p, ordered)), _join(p, ordered),
-                 p.sort_a.format(items=_join(p, slip)))
+    return _Item(
+        p.sort_q,
+        _join(p, numbers),
+        p.sort_a.format(items=_join(p, ordered)),
+        _join(p, ordered),
+        p.sort_a.format(items=_join(p, slip)),
+    )
 
 
 def _reverse(rng: random.Random, p: _Phrases) -> _Item:
     words = rng.sample(p.words, rng.randint(3, 6))
     backwards = _join(p, reversed(words))
-    return _Item(p.reverse_q, _join(p, words), p.reverse_a.format(items=backwards), backwards,
-                 p.reverse_a.format(items=_join(p, words)))  # wrong: the list left as it was
+    return _Item(
+        p.reverse_q,
+        _join(p, words),
+        p.reverse_a.format(items=backwards),
+        backwards,
+        p.reverse_a.format(items=_join(p, words)),
+    )  # wrong: the list left as it was
 
 
 def _count(rng: random.Random, p: _Phrases) -> _Item:
     words = rng.sample(p.words, rng.randint(3, 8))
     n = len(words)
-    return _Item(p.count_q, _join(p, words), p.count_a.format(n=n), str(n),
-                 p.count_a.format(n=n + rng.choice((-1, 1))))
+    return _Item(
+        p.count_q, _join(p, words), p.count_a.format(n=n), str(n), p.count_a.format(n=n + rng.choice((-1, 1)))
+    )
 
 
 def _max(rng: random.Random, p: _Phrases) -> _Item:
     numbers = rng.sample(range(1, 1000), rng.randint(4, 7))
     ordered = sorted(numbers)
-    return _Item(p.max_q, _join(p, numbers), p.max_a.format(m=ordered[-1]), str(ordered[-1]),
-                 p.max_a.format(m=ordered[-2]))  # wrong: the runner-up
+    return _Item(
+        p.max_q,
+        _join(p, numbers),
+        p.max_a.format(m=ordered[-1]),
+        str(ordered[-1]),
+        p.max_a.format(m=ordered[-2]),
+    )  # wrong: the runner-up
 
 
 # Rows alternate between these two pools, so about half of all rows have an ``input``.
@@ -435,8 +527,14 @@ def sample_rows(lang: str, subset: str, n: int, *, seed: int = 0) -> list[dict]:
         ranked = (it.best, it.terse, it.wrong, rng.choice(p.unhelpful))
         for i in range(4):
             for j in range(i + 1, 4):
-                pairs.append({"instruction": it.instruction, "input": it.input,
-                              "prefered_output": ranked[i], "rejected_output": ranked[j]})
+                pairs.append(
+                    {
+                        "instruction": it.instruction,
+                        "input": it.input,
+                        "prefered_output": ranked[i],
+                        "rejected_output": ranked[j],
+                    }
+                )
     rng.shuffle(pairs)
     return pairs
 
@@ -477,4 +575,3 @@ def write_sample_raw(
             folder.mkdir(parents=True, exist_ok=True)
             _write(folder / file_name, sample_rows(code, name, n, seed=seed), jsonl)
     return root
-

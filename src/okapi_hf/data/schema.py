@@ -29,7 +29,12 @@ class Subset:
         return lang if self.name == "sft" else f"{lang}-{self.name}"
 
 
-_TEXT = {"id": Value("string"), "lang": Value("string"), "instruction": Value("string"), "input": Value("string")}
+_TEXT = {
+    "id": Value("string"),
+    "lang": Value("string"),
+    "instruction": Value("string"),
+    "input": Value("string"),
+}
 
 SUBSETS: dict[str, Subset] = {
     "sft": Subset(

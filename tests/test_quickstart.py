@@ -1,0 +1,27 @@
+import pytest
+from huggingface_hub import DatasetCard
+from transformers import AutoModelForCausalLM
+
+from okapi_hf.cli import main
+from okapi_hf.data.sample import SAMPLE_LANGS
+
+
+@pytest.mark.slow
+def test_quickstart_runs_every_stage(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--lang", "ru"]) == 0
+    printed = capsys.readouterr().out
+    assert "quickstart done in" in printed
+    for stage in ("sample data", "build dataset", "load every config", "tiny models", "okapi prompt"):
+        assert stage in printed
+    assert f"{3 * len(SAMPLE_LANGS)} configs" in printed
+    assert len(DatasetCard.load(out / "okapi_hf" / "README.md").data.configs) == 3 * len(SAMPLE_LANGS)
+    for arch in ("bloom", "llama"):
+        assert (out / "models" / f"tiny-{arch}" / "model.safetensors").is_file()
+        AutoModelForCausalLM.from_pretrained(out / "models" / f"tiny-{arch}")
+    assert "### Response:\n" in printed
+
+
+def test_quickstart_rejects_a_language_without_sample_text(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path), "--lang", "de"]) == 1
+    assert "sample data covers vi, ru, zh, ar, hi, bn" in capsys.readouterr().err
