@@ -3,6 +3,7 @@
 import socket
 
 import datasets
+import pytest
 from huggingface_hub import DatasetCard
 
 from okapi_hf.cli import main
@@ -76,3 +77,80 @@ def test_download_failure_exits_non_zero_with_the_url(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert f"{url}/multilingual-alpaca-52k/vi.json" in err and "gave up after 1 attempts" in err
+
+
+def _pair(q, a, b):
+    return {"instruction": q, "input": "", "prefered_output": a, "rejected_output": b}
+
+
+GOOD_SFT = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(4)]
+BAD_INPUTS = {
+    "malformed json": ("sft", None, '[{"instruction": "a"', "malformed JSON at line 1, column 21"),
+    "missing field": (
+        "sft",
+        [{"instruction": "q", "input": ""}, *GOOD_SFT],
+        None,
+        "missing field 'output' (rows 1)",
+    ),
+    "wrong type": (
+        "sft",
+        [*GOOD_SFT, {"instruction": "q", "input": "", "output": {"a": 1}}],
+        None,
+        "field 'output' is a dict, expected a string (rows 5)",
+    ),
+    "empty file": ("sft", None, "", "file is empty"),
+    "duplicate row": ("sft", [*GOOD_SFT, GOOD_SFT[1]], None, "duplicate row (rows 5)"),
+    "contradictory pairs": (
+        "ranking",
+        [_pair("q", "a", "b"), _pair("q", "b", "a"), _pair("r", "x", "y")],
+        None,
+        "form a cycle) (rows 1, 2)",
+    ),
+    "incomplete pairs": (
+        "ranking",
+        [_pair("q", "a", "b"), _pair("q", "a", "c"), _pair("r", "x", "y")],
+        None,
+        "allow more than one order) (rows 1, 2)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_a_clear_message_and_non_zero_exit(case, write_raw, tmp_path, capsys):
+    subset, rows, text, expected = BAD_INPUTS[case]
+    path = write_raw(subset, "vi", rows, text=text)
+    argv = ["data", "build", "--raw-dir", str(tmp_path / "raw"), "--langs", "vi", "--subsets", subset]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and str(path) in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "README.md").exists()
+
+
+def test_missing_subset_folder_names_the_path(write_raw, tmp_path, capsys):
+    write_raw("sft", "vi", GOOD_SFT)
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--raw-dir",
+                str(tmp_path / "raw"),
+                "--langs",
+                "vi",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "2 raw file(s) missing" in err and "multilingual-rl-tuning-64k/vi.json" in err
+
+
+def test_checksum_mismatch_via_cli(write_raw, tmp_path, capsys):
+    path = write_raw("sft", "vi", GOOD_SFT)
+    (tmp_path / "raw" / "SHA256SUMS").write_text(f"{'0' * 64}  multilingual-alpaca-52k/vi.json\n")
+    argv = ["data", "download", "--langs", "vi", "--subsets", "sft", "--out", str(tmp_path / "raw")]
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/never-contacted"]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "does not match" in err and "--force" in err
