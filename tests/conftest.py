@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="okapi-hf-tests-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = os.path.join(_CACHE, "hf")

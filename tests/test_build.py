@@ -175,12 +175,60 @@ def test_english_has_only_sft(write_raw, tmp_path):
     assert "en: no ranking data exists for this language" in result.summary()
 
 
-def test_split_is_seeded_and_sized():
-    rows = [{"i": i} for i in range(100)]
+def test_split_is_seeded_sized_and_keyed_on_the_source_row():
+    rows = [{"id": f"vi-sft-{i}"} for i in range(1, 101)]
     a, b, c = split_rows(rows, 0.1, 1), split_rows(rows, 0.1, 1), split_rows(rows, 0.1, 2)
     assert len(a["validation"]) == 10 and len(a["train"]) == 90
     assert a == b and a["validation"] != c["validation"]
     assert split_rows(rows[:1], 0.1, 0) == {"train": rows[:1]}
+    zh = split_rows([{"id": f"zh-sft-{i}"} for i in range(1, 101)], 0.1, 1)
+    source_rows = [{r["id"].rsplit("-", 1)[1] for r in part["validation"]} for part in (a, zh)]
+    assert source_rows[0] == source_rows[1]  # parallel translations: same prompts held out everywhere
+
+
+def test_validation_rows_are_the_same_source_rows_in_every_language(raw, tmp_path):
+    build_dataset(raw, tmp_path / "o", "vi,zh", subsets="sft", progress=False)
+    held_out = [
+        {
+            i.rsplit("-", 1)[1]
+            for i in okapi_load.load_dataset(lang, path=tmp_path / "o", split="validation")["id"]
+        }
+        for lang in ("vi", "zh")
+    ]
+    assert held_out[0] == held_out[1] and len(held_out[0]) == 2
+
+
+def test_a_foreign_readme_is_never_overwritten(raw, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("# my notes\n")
+    with pytest.raises(DataError, match="did not write"):
+        build_dataset(raw, project, "vi", progress=False)
+    assert (project / "README.md").read_text() == "# my notes\n"
+    assert not (project / "data").exists()
+
+
+def test_nothing_to_build_is_a_clear_error(raw, tmp_path):
+    with pytest.raises(DataError, match="nothing to build"):
+        build_dataset(raw, tmp_path / "o", "en", subsets="ranking", progress=False)
+
+
+def test_raw_manifest_is_checked(raw, tmp_path):
+    (raw / "SHA256SUMS").write_text(f"{'0' * 64}  multilingual-alpaca-52k/vi.json\n")
+    with pytest.raises(DataError, match=r"vi.json: sha256 [0-9a-f]{64} does not match 0{64}"):
+        build_dataset(raw, tmp_path / "o", "vi", subsets="sft", progress=False)
+    assert not (tmp_path / "o").exists() and not (tmp_path / ".o.staging").exists()
+
+
+def test_a_failed_rebuild_keeps_the_previous_build(raw, tmp_path, write_raw):
+    out = tmp_path / "o"
+    build_dataset(raw, out, "vi", subsets="sft", progress=False)
+    before = (out / "README.md").read_text()
+    write_raw("sft", "vi", [{"instruction": "only"}])
+    with pytest.raises(DataError):
+        build_dataset(raw, out, "vi", subsets="sft", progress=False)
+    assert (out / "README.md").read_text() == before
+    assert okapi_load.load_dataset("vi", path=out)["train"].num_rows == 18
 
 
 def test_cli_build_prints_a_summary_and_fails_cleanly(raw, tmp_path, capsys, write_raw):
@@ -192,3 +240,23 @@ def test_cli_build_prints_a_summary_and_fails_cleanly(raw, tmp_path, capsys, wri
     assert main(["data", "build", "--raw-dir", str(raw), "--langs", "zh", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "zh.json: malformed JSON at line 1" in err and "Traceback" not in err
+
+
+def test_mixture_keeps_a_split_only_some_languages_have(write_raw, tmp_path, caplog):
+    write_raw("sft", "vi", _sft("vi", 1))
+    write_raw("sft", "zh", _sft("zh", 20))
+    build_dataset(tmp_path / "raw", tmp_path / "o", "vi,zh", subsets="sft", progress=False)
+    with caplog.at_level("WARNING"):
+        mix = okapi_load.load_dataset("vi,zh", path=tmp_path / "o")
+    assert mix["train"].num_rows == 1 + 18 and mix["validation"].num_rows == 2
+    assert "split 'validation'" in caplog.text and "has no rows for vi" in caplog.text
+
+
+def test_card_example_only_names_configs_that_exist(write_raw, tmp_path):
+    write_raw("sft", "en", _sft("en", 10))
+    write_raw("sft", "vi", _sft("vi", 10))
+    write_raw("ranking", "vi", _pairs("vi", 4))
+    build_dataset(tmp_path / "raw", tmp_path / "o", "en,vi", subsets="sft,ranking", progress=False)
+    text = (tmp_path / "o" / "README.md").read_text()
+    assert 'load_dataset("okapi_hf", "vi-ranking")' in text
+    assert '"en-ranking"' not in text

@@ -154,3 +154,10 @@ def test_checksum_mismatch_via_cli(write_raw, tmp_path, capsys):
     assert main([*argv, "--base-url", "http://127.0.0.1:9/never-contacted"]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "does not match" in err and "--force" in err
+
+
+def test_sample_counts_must_not_be_negative(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "sample", "--out", str(tmp_path), "--n-sft", "-1"])
+    assert exit_.value.code == 2
+    assert "expected a count of zero or more, got '-1'" in capsys.readouterr().err

@@ -1,17 +1,21 @@
-"""download_release against a local HTTP server that can drop connections and ignore Range."""
+"""download_release (and the CLI) against a local HTTP server that can drop connections and ignore Range."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from okapi_hf.cli import main
+from okapi_hf.data import download
 from okapi_hf.data.download import BASE_URL_ENV, MANIFEST_NAME, download_release
 from okapi_hf.errors import DownloadError
 
@@ -28,7 +32,10 @@ class ServerState:
     url: str = ""
     drop: str = "never"  # "never", "first" (only the first request) or "always"
     honour_range: bool = True
+    weak_etag: bool = False  # send ETag W/"..." (If-Range then only matches Last-Modified)
+    on_drop: Callable[[], None] | None = None  # run after a dropped response, e.g. to change the file
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    if_ranges: list[str | None] = field(default_factory=list)  # If-Range header of each request
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,13 +43,17 @@ class Handler(BaseHTTPRequestHandler):
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         rng = self.headers.get("Range")
         state.requests.append((self.path, rng))
+        state.if_ranges.append(if_range := self.headers.get("If-Range"))
         target = state.root / self.path.lstrip("/")
         if not target.is_file():
             self.send_error(404)
             return
         data = target.read_bytes()
+        etag = f'"{_sha(data)[:16]}"'
+        last_modified = formatdate(target.stat().st_mtime, usegmt=True)
+        current = {None, last_modified} if state.weak_etag else {None, etag, last_modified}
         start = 0
-        if rng and state.honour_range:
+        if rng and state.honour_range and if_range in current:  # a stale If-Range gets the whole file
             start = int(rng.removeprefix("bytes=").split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -50,10 +61,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", f"W/{etag}" if state.weak_etag else etag)
+        self.send_header("Last-Modified", last_modified)
         self.end_headers()
         if state.drop == "always" or (state.drop == "first" and len(state.requests) == 1):
             self.wfile.write(body[: len(body) // 2])  # full Content-Length promised, half sent
             self.close_connection = True
+            if state.on_drop:
+                state.on_drop()
             return
         self.wfile.write(body)
 
@@ -216,3 +231,84 @@ def test_upstream_change_is_caught_against_manifest(server: ServerState, tmp_pat
     (server.root / "datasets" / SFT / "vi.json").write_bytes(b"changed")
     with pytest.raises(DownloadError, match="does not match"):
         download_release(out, "vi", "sft", server.url, **FAST)
+
+
+def test_file_changed_between_attempts_is_refetched_whole(server: ServerState, tmp_path: Path) -> None:
+    target = server.root / "datasets" / SFT / "vi.json"
+    old = target.read_bytes()
+    new = old.replace(b"ok", b"OK")  # same length: a plain Range resume would splice silently
+    server.drop, server.on_drop = "first", lambda: target.write_bytes(new)
+    out = tmp_path / "raw"
+    download_release(out, "vi", "sft", server.url, **FAST)
+    assert (out / SFT / "vi.json").read_bytes() == new
+    assert server.requests[1][1] == f"bytes={len(old) // 2}-"
+    assert server.if_ranges == [None, f'"{_sha(old)[:16]}"']  # the first response's ETag
+    assert (out / MANIFEST_NAME).read_text() == f"{_sha(new)}  {SFT}/vi.json\n"
+    assert not list(out.rglob("*.part*"))  # neither the part nor its validator is left
+
+
+def test_weak_etag_falls_back_to_last_modified(server: ServerState, tmp_path: Path) -> None:
+    server.drop, server.weak_etag = "first", True
+    out = tmp_path / "raw"
+    download_release(out, "vi", "sft", server.url, **FAST)
+    full = _served(server, SFT, "vi")
+    assert server.if_ranges[1] is not None and server.if_ranges[1].endswith(" GMT")
+    assert [r for _, r in server.requests] == [None, f"bytes={len(full) // 2}-"]  # resumed, not restarted
+    assert (out / SFT / "vi.json").read_bytes() == full
+
+
+def test_one_failed_file_does_not_stop_the_others(server: ServerState, tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    with pytest.raises(DownloadError) as info:
+        download_release(out, "fr,vi", "sft", server.url, **FAST)  # fr is not served: 404
+    message = str(info.value)
+    assert "1 of 2 files failed" in message and f"{server.url}/{SFT}/fr.json: HTTP 404" in message
+    assert f"{SFT}/vi.json" not in message
+    assert (out / SFT / "vi.json").read_bytes() == _served(server, SFT, "vi")
+    assert (out / MANIFEST_NAME).read_text() == f"{_sha(_served(server, SFT, 'vi'))}  {SFT}/vi.json\n"
+    assert [p for p, _ in server.requests] == [f"/datasets/{SFT}/fr.json", f"/datasets/{SFT}/vi.json"]
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/datasets"
+
+
+def test_give_up_with_nothing_received_does_not_claim_a_part(tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    with pytest.raises(DownloadError) as info:
+        download_release(out, "vi", "sft", _dead_url(), retries=2, **FAST)
+    message = str(info.value)
+    assert "gave up after 2 attempts" in message and "received 0 bytes, so nothing to resume" in message
+    assert ".part" not in message and not list(out.rglob("*.part*"))
+
+
+def _cli_download(url: str, out: Path, *extra: str) -> int:
+    argv = ["data", "download", "--langs", "vi", "--subsets", "sft", "--out", str(out), "--base-url", url]
+    return main([*argv, *extra])
+
+
+def test_cli_resumes_an_interrupted_transfer(
+    server: ServerState, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(download, "DEFAULT_BACKOFF", 0.0)
+    server.drop = "first"
+    out = tmp_path / "raw"
+    assert _cli_download(server.url, out) == 0
+    full = _served(server, SFT, "vi")
+    assert (out / SFT / "vi.json").read_bytes() == full
+    assert (out / MANIFEST_NAME).read_text() == f"{_sha(full)}  {SFT}/vi.json\n"
+    assert len(server.requests) == 2 and "downloaded 1" in capsys.readouterr().out
+
+
+def test_cli_gives_up_cleanly(server: ServerState, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(download, "DEFAULT_BACKOFF", 0.0)
+    server.drop = "always"
+    out = tmp_path / "raw"
+    assert _cli_download(server.url, out, "--retries", "2") == 1
+    size = (out / SFT / "vi.json.part").stat().st_size
+    err = capsys.readouterr().err
+    assert f"{server.url}/{SFT}/vi.json" in err and f"received {size} bytes" in err and size > 0
+    assert "gave up after 2 attempts" in err and "Traceback" not in err
+    assert len(server.requests) == 2

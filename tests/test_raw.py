@@ -1,5 +1,7 @@
 """Bad raw input: each case names the file and row, and nothing is dropped without a count."""
 
+import json
+
 import pytest
 
 from okapi_hf.data.raw import ingest_file, raw_path, read_records
@@ -35,6 +37,35 @@ def test_malformed_json_names_file_line_and_column(write_raw):
         read_records(path)
     assert str(path) in str(err.value)
     assert "line 3, column 19" in str(err.value)
+
+
+def test_byte_offset_counts_utf8_bytes(write_raw):
+    text = '[{"instruction": "Câu hỏi", "input": "", "output": }]'
+    path = write_raw("sft", "vi", text=text)
+    column = text.index("}]") + 1  # json reports the position of the unexpected "}"
+    byte = len(text[: column - 1].encode())
+    assert byte == column - 1 + 3  # three two-byte letters before it
+    with pytest.raises(DataError, match=rf"line 1, column {column} \(byte {byte}\)"):
+        read_records(path)
+
+
+def test_bom_crlf_blank_lines_and_unicode_separators_are_read(write_raw):
+    rows = [_sft(0, output="a\u2028b\u2029c\x85d"), _sft(1)]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    path = write_raw("sft", "vi", text="")
+    path.write_bytes(b"\xef\xbb\xbf" + f"{lines[0]}\r\n\r\n{lines[1]}\r\n".encode())
+    assert read_records(path) == [(1, rows[0]), (3, rows[1])]
+    path.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(rows, ensure_ascii=False, indent=1).replace("\n", "\r\n").encode()
+    )
+    assert read_records(path) == [(1, rows[0]), (2, rows[1])]
+
+
+def test_non_utf8_file_is_a_clear_error(write_raw):
+    path = write_raw("sft", "vi", text="")
+    path.write_bytes('[{"instruction": "café"}]'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"not UTF-8 text \(invalid byte at offset 21\)"):
+        read_records(path)
 
 
 def test_malformed_json_lines_names_the_line(write_raw):

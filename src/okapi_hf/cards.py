@@ -72,6 +72,9 @@ def render_dataset_card(build_info: dict[str, dict[str, Any]], repo_id: str = "o
             }
         )
     langs = sorted({rec["lang"] for rec in build_info.values()})
+    # the card's code example uses a language that has the most configs, so every line runs
+    example_lang = max(langs, key=lambda lang: sum(rec["lang"] == lang for rec in build_info.values()))
+    examples = [r for r in rows if r["lang"] == example_lang]
     total = sum(r["train"] + r["validation"] for r in rows)
     card_data = DatasetCardData(
         language=langs,
@@ -90,7 +93,7 @@ def render_dataset_card(build_info: dict[str, dict[str, Any]], repo_id: str = "o
         repo_id=repo_id,
         rows=rows,
         subsets=list(SUBSETS.values()),
-        example_lang=langs[0],
+        examples=examples,
         citation=OKAPI_CITATION,
     )
     return str(card)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from okapi_hf.errors import OkapiError
+from okapi_hf.languages import GROUPS
 
 
 def _languages(args: argparse.Namespace) -> None:
@@ -67,12 +68,19 @@ def _quickstart(args: argparse.Namespace) -> None:
     run_quickstart(args.out, lang=args.lang)
 
 
+def _count(text: str) -> int:
+    """argparse type: a row count, zero or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count of zero or more, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="okapi-hf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("languages", help="list the language registry")
-    p.add_argument("--group", choices=["high", "medium", "low", "extra"], help="only this resource group")
+    p.add_argument("--group", choices=GROUPS, help="only this resource group")
     p.add_argument("--format", choices=["table", "codes", "json"], default="table")
     p.set_defaults(func=_languages)
 
@@ -99,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("sample", help="write the bundled sample data in the release layout")
     p.add_argument("--out", default="okapi_sample_raw")
     p.add_argument("--langs", help="sample languages (default: all that have sample text)")
-    p.add_argument("--n-sft", type=int, default=36)
-    p.add_argument("--n-ranking", type=int, default=12)
-    p.add_argument("--n-rl", type=int, default=16)
+    p.add_argument("--n-sft", type=_count, default=36)
+    p.add_argument("--n-ranking", type=_count, default=12)
+    p.add_argument("--n-rl", type=_count, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jsonl", action="store_true", help="write JSON Lines instead of JSON arrays")
     p.set_defaults(func=_data_sample)

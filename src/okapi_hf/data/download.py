@@ -1,9 +1,8 @@
 """Fetch the original Okapi release files, resumably, and pin them with a sha256 manifest.
 
-The release host never published checksums and long transfers may drop, so each file is streamed
-into ``<file>.part``, resumed with an HTTP ``Range`` request after a dropped connection, and moved
-into place only once complete. ``SHA256SUMS`` (``sha256sum -c`` format) records what was fetched,
-so a re-run verifies the files on disk instead of downloading them again.
+Each file streams into ``<file>.part``; a dropped transfer resumes with ``Range`` plus ``If-Range`` (the
+first response's ETag or Last-Modified, kept in ``<file>.part.validator``) so a changed file is refetched,
+not spliced. ``SHA256SUMS`` (``sha256sum -c`` format) pins what was fetched; re-runs verify, not refetch.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ DEFAULT_BASE_URL = "http://nlp.uoregon.edu/download/okapi-data/datasets"
 BASE_URL_ENV = "OKAPI_HF_BASE_URL"
 MANIFEST_NAME = "SHA256SUMS"
 CHUNK_SIZE = 1 << 16
+DEFAULT_BACKOFF = 1.0  # seconds before the second attempt, doubling after; read at call time
 # Failures worth another attempt: dropped or stalled connections, short bodies, refused connects.
 _TRANSIENT = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)
 
@@ -48,12 +48,8 @@ class DownloadReport:
             f"downloaded {len(self.downloaded)}, verified {len(self.verified)}, "
             f"hashed {len(self.hashed)}, skipped {len(self.skipped)}"
         ]
-        for label, files in (
-            ("downloaded", self.downloaded),
-            ("verified", self.verified),
-            ("hashed", self.hashed),
-        ):
-            lines += [f"  {label:<10}  {path}" for path in files]
+        for label in ("downloaded", "verified", "hashed"):
+            lines += [f"  {label:<10}  {path}" for path in getattr(self, label)]
         lines += [f"  {'skipped':<10}  {lang} {subset}: {why}" for lang, subset, why in self.skipped]
         return "\n".join(lines)
 
@@ -89,24 +85,32 @@ def write_manifest(path: Path, entries: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def _mismatch(path: Path, expected: str, actual: str, manifest: Path) -> DownloadError:
+def _mismatch(url: str, path: Path, expected: str, actual: str, manifest: Path) -> DownloadError:
     return DownloadError(
-        f"{path}: sha256 {actual} does not match {expected} recorded in {manifest}; "
+        f"{url}: sha256 {actual} of {path} does not match {expected} recorded in {manifest}; "
         "pass force=True (--force on the CLI) to download it again"
     )
 
 
 def _attempt(url: str, part: Path, timeout: float, bar: tqdm) -> None:
-    """One request: resume ``part`` if the server honours Range, else start it over."""
+    """One request: resume ``part`` if the server honours Range (and If-Range), else start it over."""
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
+    validator = Path(f"{part}.validator")
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and validator.exists():
+        headers["If-Range"] = validator.read_text(encoding="utf-8")
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
         if resp.status == 206:
             content_range = resp.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {have}-"):
                 raise http.client.HTTPException(f"asked for bytes {have}- but got {content_range!r}")
-        else:  # 200: the server sent the whole file, so the bytes on disk are useless
+        else:  # 200: the whole (maybe changed) file, so the bytes on disk are useless
             have = 0
+            etag = resp.headers.get("ETag", "")
+            strong = "" if etag.startswith("W/") else etag  # If-Range must not carry a weak ETag
+            validator.unlink(missing_ok=True)
+            if tag := strong or resp.headers.get("Last-Modified"):
+                validator.write_text(tag, encoding="utf-8")
         length = resp.headers.get("Content-Length")
         expected = have + int(length) if length is not None else None
         bar.reset(total=expected)
@@ -126,7 +130,7 @@ def fetch(
     *,
     retries: int = 5,
     timeout: float = 60.0,
-    backoff: float = 1.0,
+    backoff: float | None = None,
     progress: bool = True,
 ) -> None:
     """Download ``url`` to ``dest`` via ``dest.part``, retrying dropped transfers from where they stopped."""
@@ -141,21 +145,27 @@ def fetch(
             except urllib.error.HTTPError as exc:
                 exc.close()
                 if exc.code == 416:  # the part is not a prefix of this file any more: start over
-                    part.unlink(missing_ok=True)
+                    _discard(part)
                 elif exc.code < 500:
                     raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
                 last = exc
             except _TRANSIENT as exc:
                 last = exc
             if attempt < retries:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep((DEFAULT_BACKOFF if backoff is None else backoff) * 2 ** (attempt - 1))
         else:
             got = part.stat().st_size if part.exists() else 0
+            kept = f"kept in {part}; run again to resume from there" if got else "so nothing to resume"
             raise DownloadError(
-                f"{url}: gave up after {retries} attempts ({last!r}); received {got} bytes so far, "
-                f"kept in {part}; run again to resume from there"
+                f"{url}: gave up after {retries} attempts ({last!r}); received {got} bytes, {kept}"
             ) from last
     os.replace(part, dest)
+    Path(f"{part}.validator").unlink(missing_ok=True)
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    Path(f"{part}.validator").unlink(missing_ok=True)
 
 
 def download_release(
@@ -168,18 +178,19 @@ def download_release(
     timeout: float = 60.0,
     force: bool = False,
     progress: bool = True,
-    backoff: float = 1.0,
+    backoff: float | None = None,
 ) -> DownloadReport:
     """Fetch ``<base>/<release_folder>/<file_code>.json`` for each language and subset into ``out_dir``.
 
     The layout matches the original release, which ``okapi-hf data build --raw-dir`` reads.
     ``base_url`` defaults to ``$OKAPI_HF_BASE_URL``, then to the original (now offline) host.
+    A file that fails does not stop the others; one ``DownloadError`` at the end lists every failure.
     """
     out = Path(out_dir)
     base = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
     manifest_path = out / MANIFEST_NAME
     manifest = read_manifest(manifest_path)
-    report = DownloadReport()
+    report, failures = DownloadReport(), []
     for code in resolve_langs(langs):
         lang = get_language(code)
         for subset in resolve_subsets(subsets):
@@ -188,33 +199,31 @@ def download_release(
                 report.skipped.append((code, subset.name, reason))
                 continue
             rel = f"{subset.release_folder}/{lang.file_code}.json"
-            dest = out / rel
-            report.paths[(code, subset.name)] = dest
-            expected = manifest.get(rel)
-            if dest.exists() and not force:
-                actual = sha256_file(dest)
-                if expected is None:
-                    report.hashed.append(dest)
-                elif actual != expected:
-                    raise _mismatch(dest, expected, actual, manifest_path)
+            report.paths[(code, subset.name)] = dest = out / rel
+            url, expected = f"{base}/{rel}", manifest.get(rel)
+            try:
+                if dest.exists() and not force:
+                    actual = sha256_file(dest)
+                    if expected is not None and actual != expected:
+                        raise _mismatch(url, dest, expected, actual, manifest_path)
+                    (report.hashed if expected is None else report.verified).append(dest)
                 else:
-                    report.verified.append(dest)
-                    continue
-            else:
-                if force:
-                    dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                fetch(
-                    f"{base}/{rel}",
-                    dest,
-                    retries=retries,
-                    timeout=timeout,
-                    backoff=backoff,
-                    progress=progress,
-                )
-                actual = sha256_file(dest)
-                if expected is not None and actual != expected and not force:
-                    raise _mismatch(dest, expected, actual, manifest_path)  # the file changed upstream
-                report.downloaded.append(dest)
-            manifest[rel] = actual
-            write_manifest(manifest_path, manifest)
+                    if force:
+                        _discard(dest.with_name(dest.name + ".part"))
+                    fetch(url, dest, retries=retries, timeout=timeout, backoff=backoff, progress=progress)
+                    actual = sha256_file(dest)
+                    if expected is not None and actual != expected and not force:  # changed upstream
+                        raise _mismatch(url, dest, expected, actual, manifest_path)
+                    report.downloaded.append(dest)
+            except DownloadError as exc:  # keep going: the other files may well be fine
+                failures.append(exc)
+                continue
+            if actual != expected:
+                manifest[rel] = actual
+                write_manifest(manifest_path, manifest)
+    if failures:
+        listed = "\n".join(f"  {exc}" for exc in failures)
+        raise DownloadError(f"{len(failures)} of {len(report.paths)} files failed:\n{listed}") from failures[
+            0
+        ]
     return report

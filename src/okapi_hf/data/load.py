@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import datasets
 from datasets import DatasetDict, concatenate_datasets
 
-from okapi_hf.data.schema import get_subset
+from okapi_hf.data.schema import Subset, get_subset
 from okapi_hf.errors import DataError
 from okapi_hf.languages import resolve_langs
 
 DEFAULT_DATASET = "okapi_hf"  # the folder `okapi-hf data build` writes; OKAPI_HF_DATASET overrides
+logger = logging.getLogger(__name__)
 
 
 def load_dataset(
@@ -31,9 +33,14 @@ def load_dataset(
     """
     path = str(path or os.environ.get("OKAPI_HF_DATASET", DEFAULT_DATASET))
     sub = get_subset(subset)
-    parts = [_load_one(path, sub.config_name(lang), revision) for lang in resolve_langs(langs)]
-    splits = sorted(set.intersection(*(set(p) for p in parts)), key=lambda s: s != "train")
-    mixture = DatasetDict({s: concatenate_datasets([p[s] for p in parts]) for s in splits})
+    codes = resolve_langs(langs)
+    parts = {lang: _load_one(path, sub, lang, revision) for lang in codes}
+    splits = sorted({s for p in parts.values() for s in p}, key=lambda s: (s != "train", s))
+    for s in splits:
+        lacking = [lang for lang, p in parts.items() if s not in p]
+        if lacking:
+            logger.warning("split %r of %s has no rows for %s", s, path, ", ".join(lacking))
+    mixture = DatasetDict({s: concatenate_datasets([p[s] for p in parts.values() if s in p]) for s in splits})
     if split is None:
         return mixture
     if split not in mixture:
@@ -41,12 +48,12 @@ def load_dataset(
     return mixture[split]
 
 
-def _load_one(path: str, config: str, revision: str | None) -> DatasetDict:
+def _load_one(path: str, subset: Subset, lang: str, revision: str | None) -> DatasetDict:
+    config = subset.config_name(lang)
     local = Path(path)
     if local.is_dir():
-        if not (local / "README.md").is_file():
-            raise DataError(f"{local} has no README.md: not a folder written by `okapi-hf data build`")
-    elif local.is_absolute() or path.startswith(".") or path.count("/") != 1:
+        return _load_local(local, subset, lang, config)
+    if local.is_absolute() or path.startswith(".") or path.count("/") != 1:
         raise DataError(
             f"dataset {path!r} is neither a local folder nor a Hub repo id (ORG/NAME); "
             "build one with `okapi-hf data build --raw-dir DIR --out FOLDER`"
@@ -63,3 +70,19 @@ def _load_one(path: str, config: str, revision: str | None) -> DatasetDict:
             f"reached ({type(e).__name__}: {e}). Offline, build the folder with `okapi-hf data build` and "
             "pass its path."
         ) from None
+
+
+def _load_local(folder: Path, subset: Subset, lang: str, config: str) -> DatasetDict:
+    """Read a built folder's Parquet shards directly: same rows as the card's config, no YAML to parse."""
+    if not (folder / "README.md").is_file():
+        raise DataError(f"{folder} has no README.md: not a folder written by `okapi-hf data build`")
+    shards = sorted((folder / "data" / lang / subset.name).glob("*-*-of-*.parquet"))
+    if not shards:
+        built = sorted(
+            p.parent.name if p.name == "sft" else f"{p.parent.name}-{p.name}" for p in folder.glob("data/*/*")
+        )
+        raise DataError(f"config {config!r} is not in {folder}; it has: {', '.join(built) or 'nothing'}")
+    data_files: dict[str, list[str]] = {}
+    for shard in shards:
+        data_files.setdefault(shard.name.split("-", 1)[0], []).append(str(shard))
+    return datasets.load_dataset("parquet", data_files=data_files, features=subset.features)

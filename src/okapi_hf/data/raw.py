@@ -64,38 +64,49 @@ def raw_path(raw_dir: str | Path, subset: Subset, lang: str) -> Path:
 
 
 def read_records(path: str | Path) -> list[tuple[int, Any]]:
-    """Parse a JSON array or JSON Lines file into (1-based row number, value) pairs."""
+    """Parse a JSON array or JSON Lines file into (1-based row number, value) pairs.
+
+    UTF-8 with or without a byte-order mark; JSON Lines split on ``\n`` only, because
+    ``ensure_ascii=False`` writers leave U+2028 and friends raw inside strings.
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-encode it as UTF-8"
+        ) from None
     if not text.strip():
         raise DataError(f"{path}: file is empty; expected a JSON array or JSON Lines of objects")
     if text.lstrip().startswith("["):
         try:
-            data = json.loads(text)
+            records = json.loads(text)
         except json.JSONDecodeError as e:
+            byte = len(text[: e.pos].encode("utf-8"))
             raise DataError(
-                f"{path}: malformed JSON at line {e.lineno}, column {e.colno} (byte {e.pos}): {e.msg}"
+                f"{path}: malformed JSON at line {e.lineno}, column {e.colno} (byte {byte}): {e.msg}"
             ) from None
-        return list(enumerate(data, start=1))
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+        return list(enumerate(records, start=1))
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            records.append((lineno, json.loads(line)))
+            rows.append((lineno, json.loads(line)))
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{path}: malformed JSON Lines at line {lineno}, column {e.colno}: {e.msg} "
                 "(expected a JSON array, or one JSON object per line)"
             ) from None
-    return records
+    return rows
 
 
-def _clean_row(obj: Any, fields: tuple[str, ...], report: IngestReport) -> dict[str, str] | str:
-    """The row's fields as strings, or the reason it cannot be used."""
+def _clean_row(obj: Any, fields: tuple[str, ...]) -> tuple[dict[str, str], int] | str:
+    """The row's fields as strings with the number of values cast, or why it cannot be used."""
     if not isinstance(obj, dict):
         return f"not a JSON object (got {type(obj).__name__})"
-    row = {}
+    row, cast = {}, 0
     for name in fields:
         value = obj.get(name)
         if value is None:
@@ -104,14 +115,13 @@ def _clean_row(obj: Any, fields: tuple[str, ...], report: IngestReport) -> dict[
             else:
                 return f"missing field '{name}'"
         if isinstance(value, bool | int | float):
-            value = str(value)
-            report.cast += 1
+            value, cast = str(value), cast + 1
         elif not isinstance(value, str):
             return f"field '{name}' is a {type(value).__name__}, expected a string"
         if name not in OPTIONAL_FIELDS and not value.strip():
             return f"empty field '{name}'"
         row[name] = value
-    return row
+    return row, cast
 
 
 def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[str, Any]], IngestReport]:
@@ -123,15 +133,17 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
     clean: list[tuple[int, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
     for row_number, obj in records:
-        row = _clean_row(obj, subset.raw_fields, report)
-        if isinstance(row, str):
-            report.skip(row, row_number)
+        cleaned = _clean_row(obj, subset.raw_fields)
+        if isinstance(cleaned, str):
+            report.skip(cleaned, row_number)
             continue
+        row, cast = cleaned
         key = tuple(row[f] for f in subset.raw_fields)
         if key in seen:
             report.skip("duplicate row", row_number)
             continue
         seen[key] = row_number
+        report.cast += cast
         clean.append((row_number, row))
 
     if subset.name == "ranking":
