@@ -62,6 +62,29 @@ def _data_build(args: argparse.Namespace) -> None:
     print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
 
 
+def _eval_tasks_path(args: argparse.Namespace) -> None:
+    from okapi_hf.eval import tasks_path
+
+    print(tasks_path())
+
+
+def _eval_run(args: argparse.Namespace) -> None:
+    from okapi_hf.eval.harness import run_eval
+
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    run_eval(
+        args.model,
+        args.model_args,
+        args.langs,
+        args.benchmarks,
+        args.output,
+        limit=limit,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(f"wrote results.json, results.md, results.png and model_index.yaml to {args.output}")
+
+
 def _quickstart(args: argparse.Namespace) -> None:
     from okapi_hf.quickstart import run_quickstart
 
@@ -88,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
     p.add_argument("--lang", default="vi", help="language to train and chat in")
     p.set_defaults(func=_quickstart)
+
+    evaluation = commands.add_parser("eval", help="Okapi benchmarks through lm-eval").add_subparsers(
+        dest="eval_command", required=True
+    )
+    p = evaluation.add_parser("tasks-path", help="print the folder to pass to lm_eval --include_path")
+    p.set_defaults(func=_eval_tasks_path)
+    p = evaluation.add_parser(
+        "run", help="run lm-eval in-process and write a table, a chart and a model-index"
+    )
+    p.add_argument("--model", default="hf", help="any lm-eval model backend (hf, vllm, ...)")
+    p.add_argument("--model_args", required=True, help="lm-eval model args, e.g. pretrained=PATH")
+    p.add_argument("--langs", required=True, help="comma-separated codes, a group, okapi or all")
+    p.add_argument("--benchmarks", default="all", help="comma-separated: arc, hellaswag, mmlu (default: all)")
+    p.add_argument("--output", default="eval_results", help="folder for the results")
+    p.add_argument("--limit", type=float, help="documents per task (a fraction if < 1), for smoke tests")
+    p.add_argument("--batch_size", default=1, help="lm-eval batch size (or 'auto')")
+    p.add_argument("--device", help="e.g. cpu, cuda:0")
+    p.set_defaults(func=_eval_run)
 
     data = commands.add_parser("data", help="download, build and inspect Okapi data").add_subparsers(
         dest="data_command", required=True

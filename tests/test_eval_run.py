@@ -1,0 +1,103 @@
+"""`okapi-hf eval run` and its report: table, chart and model-index from lm-eval's results."""
+
+import json
+import os
+from statistics import mean
+
+import pytest
+import yaml
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from okapi_hf.cli import main
+from okapi_hf.errors import OkapiError
+from okapi_hf.eval.harness import select_tasks, write_report
+from okapi_hf.eval.report import collect_scores, markdown_table, model_index
+
+EVAL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "okapi-eval")
+
+FAKE = {
+    "results": {
+        "okapi_arc_vi": {"acc,none": 0.25, "acc_norm,none": 0.30},
+        "okapi_arc_bn": {"acc,none": 0.21, "acc_norm,none": 0.20},
+        "okapi_mmlu_vi": {"acc,none": 0.27, "acc_norm,none": 0.28},
+        "okapi_mmlu_val_de": {"acc,none": 0.26, "acc_norm,none": 0.24},
+        "okapi_arc": {"acc,none": 0.23, "acc_norm,none": 0.25},  # a group: not a (bench, lang) score
+        "arc_vi": {"acc,none": 0.9},  # not ours
+    }
+}
+
+
+def test_collect_scores_keeps_only_okapi_tasks():
+    scores = collect_scores(FAKE)
+    assert set(scores) == {("arc", "vi"), ("arc", "bn"), ("mmlu", "vi"), ("mmlu_val", "de")}
+    assert scores[("arc", "bn")] == {"acc": 0.21, "acc_norm": 0.20}
+
+
+def test_table_has_languages_by_group_and_macro_means():
+    table = markdown_table(collect_scores(FAKE))
+    lines = table.splitlines()
+    assert lines[2] == "| language | group | ARC-Challenge | MMLU | MMLU (val split) | mean |"
+    assert lines[4] == "| German (`de`) | high | - | - | 24.0 | 24.0 |"
+    assert lines[5] == "| Vietnamese (`vi`) | high | 30.0 | 28.0 | - | 29.0 |"
+    assert lines[6] == "| Bengali (`bn`) | low | 20.0 | - | - | 20.0 |"
+    macro_arc = 100 * mean([0.30, 0.20])
+    assert (
+        lines[7]
+        == f"| **macro mean** |  | {macro_arc:.1f} | 28.0 | 24.0 | {mean([macro_arc, 28.0, 24.0]):.1f} |"
+    )
+
+
+def test_model_index_parses_as_hub_eval_results():
+    name, results = model_index_to_eval_results(model_index(collect_scores(FAKE), "tiny"))
+    assert name == "tiny" and len(results) == 8
+    by_key = {(r.dataset_type, r.metric_type): r.metric_value for r in results}
+    assert by_key[("okapi_arc_vi", "acc_norm")] == 30.0
+
+
+def test_write_report_files(tmp_path):
+    write_report(FAKE, tmp_path, "tiny")
+    assert (tmp_path / "results.md").read_text().count("**macro mean**") == 2
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    block = yaml.safe_load((tmp_path / "model_index.yaml").read_text())
+    assert block["model-index"][0]["name"] == "tiny"
+    with pytest.raises(OkapiError, match="no okapi_\\* task scores"):
+        write_report({"results": {"arc_vi": {}}}, tmp_path, "x")
+
+
+def test_select_tasks_and_its_errors():
+    assert select_tasks("vi,de", "arc,mmlu") == [
+        "okapi_arc_vi",
+        "okapi_arc_de",
+        "okapi_mmlu_vi",
+        "okapi_mmlu_de",
+    ]
+    assert len(select_tasks("okapi", "arc")) == 26
+    assert select_tasks("vi", "mmlu_val") == ["okapi_mmlu_val_vi"]
+    with pytest.raises(OkapiError, match="unknown benchmark"):
+        select_tasks("vi", "truthfulqa")
+    with pytest.raises(OkapiError, match="no Okapi task for arc/en"):
+        select_tasks("en", "arc")
+
+
+def test_cli_tasks_path(capsys):
+    assert main(["eval", "tasks-path"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert os.path.isdir(os.path.join(path, "arc"))
+
+
+@pytest.mark.slow
+def test_eval_run_end_to_end(tmp_path, monkeypatch, capsys):
+    from okapi_hf.testing import make_tiny_model
+
+    model = make_tiny_model("llama", tmp_path / "tiny")
+    monkeypatch.setenv("OKAPI_HF_EVAL_DIR", EVAL_DIR)
+    out = tmp_path / "out"
+    argv = ["eval", "run", "--model_args", f"pretrained={model}", "--langs", "vi,de", "--benchmarks", "arc"]
+    assert main([*argv, "--output", str(out), "--limit", "2", "--device", "cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["okapi_hf"]["tasks"]) == {"okapi_arc_vi", "okapi_arc_de"}
+    scores = collect_scores(results)
+    assert set(scores) == {("arc", "vi"), ("arc", "de")}
+    table = (out / "results.md").read_text()
+    assert "Vietnamese (`vi`)" in table and "German (`de`)" in table
+    assert (out / "results.png").stat().st_size > 10_000
