@@ -41,8 +41,6 @@ MAX_LENGTH = (
 )
 EXTRAS = ["eu", "gu", "hy", "pt", "sv"]
 
-pytest.importorskip("lm_eval", reason="the eval extra (lm-eval) is part of the test extra")
-
 
 def _shared() -> Path:
     if not (SHARED / "m_arc" / "vi_test.json").is_file():

@@ -18,7 +18,6 @@ Every row is checked before it reaches lm-eval: a bad row raises :class:`DataErr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from okapi_hf.data.raw import read_records
 from okapi_hf.errors import DataError, OkapiError, UnknownLanguageError
 from okapi_hf.eval import EVAL_DIR_ENV, task_languages
 from okapi_hf.languages import get_language
@@ -276,30 +276,10 @@ def release_path(bench: str, lang: str, split: str, root: str | Path) -> Path:
 def read_release_file(path: Path) -> list[tuple[int, Any]]:
     """A JSON array (as released) or JSON Lines file as (row number, value) pairs, row numbers from 0.
 
-    Row numbers count from 0 so that ``row 17`` is ``json.load(f)[17]``.
+    Row numbers count from 0 so that ``row 17`` is ``json.load(f)[17]``; parsing and its errors
+    are the data stage's (:func:`okapi_hf.data.raw.read_records`).
     """
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (invalid byte at offset {e.start})") from None
-    if not text.strip():
-        raise DataError(f"{path}: file is empty; expected a JSON array of objects")
-    if text.lstrip().startswith("["):
-        try:
-            return list(enumerate(json.loads(text)))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    rows = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                rows.append((len(rows), json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}: malformed JSON Lines at line {lineno}, column {e.colno}: {e.msg} "
-                    "(expected a JSON array, or one JSON object per line)"
-                ) from None
-    return rows
+    return [(number - 1, value) for number, value in read_records(path)]
 
 
 # The columns each benchmark keeps, so that every source gives the same schema.
