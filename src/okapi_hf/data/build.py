@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from okapi_hf.cards import render_dataset_card
 from okapi_hf.data.download import MANIFEST_NAME, read_manifest
 from okapi_hf.data.raw import IngestReport, ingest_file, raw_path
-from okapi_hf.data.schema import Subset, resolve_subsets
+from okapi_hf.data.schema import SUBSETS, Subset, resolve_subsets
 from okapi_hf.errors import DataError
 from okapi_hf.languages import get_language, resolve_langs
 
@@ -48,7 +48,7 @@ class BuildResult:
         head = f"{'lang':<5} {'subset':<8} {'read':>8} {'written':>8} {'train':>8} {'valid':>7} {'skipped':>8}  reasons"
         lines = [head, "-" * len(head)]
         for r in self.reports:
-            split = self.splits.get(_config(r.lang, r.subset), {})
+            split = self.splits.get(SUBSETS[r.subset].config_name(r.lang), {})
             reasons = "; ".join(f"{len(rows)} {reason}" for reason, rows in r.skipped.items())
             lines.append(
                 f"{r.lang:<5} {r.subset:<8} {r.read:>8} {r.written:>8} {split.get('train', 0):>8} "
@@ -62,10 +62,6 @@ class BuildResult:
             f"{lang}: no {subset} data exists for this language" for lang, subset in self.not_applicable
         )
         return "\n".join(lines)
-
-
-def _config(lang: str, subset: str) -> str:
-    return lang if subset == "sft" else f"{lang}-{subset}"
 
 
 def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> dict[str, list[dict[str, Any]]]:

@@ -447,6 +447,13 @@ def _pick_hub_split(bench: str, lang: str, dataset: datasets.DatasetDict, split:
     )
 
 
+def load_for_lm_eval(bench: str, lang: str | None = None, **_: Any) -> datasets.DatasetDict:
+    """lm-eval's ``custom_dataset`` hook: it passes the task's ``dataset_kwargs`` (``lang``) and metadata."""
+    if lang is None:
+        raise DataError(f"okapi_{bench} tasks need dataset_kwargs: {{lang: <code>}} in their YAML")
+    return load_benchmark(bench, lang)
+
+
 def process_docs(bench: str, dataset: datasets.Dataset) -> datasets.Dataset:
     """Add the protocol's ``query``, ``choices`` and ``gold`` columns to checked rows."""
     import datasets

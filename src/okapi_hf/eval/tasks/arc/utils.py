@@ -1,21 +1,13 @@
-"""lm-eval hooks for the okapi_arc_* tasks: thin wrappers over :mod:`okapi_hf.eval.protocol`."""
+"""lm-eval hooks for the okapi_arc_* tasks: the protocol of :mod:`okapi_hf.eval.protocol`, bound to arc.
 
-from __future__ import annotations
+lm-eval resolves ``!function utils.X`` next to each task YAML, hence one such file per benchmark.
+"""
 
-from typing import Any
+from functools import partial
 
 from okapi_hf.eval import protocol
 
 protocol.install_excepthook()  # a bad data file ends the lm_eval CLI with one message, not a traceback
 
-
-def load_arc(lang: str | None = None, **_: Any):
-    """``custom_dataset``: lm-eval passes the task's ``dataset_kwargs`` (``lang``) and its metadata."""
-    if lang is None:
-        raise protocol.DataError("okapi_arc tasks need dataset_kwargs: {lang: <code>} in their YAML")
-    return protocol.load_benchmark("arc", lang)
-
-
-def process_arc(dataset):
-    """``process_docs``: add the protocol's query, choices and gold columns."""
-    return protocol.process_docs("arc", dataset)
+load_arc = partial(protocol.load_for_lm_eval, "arc")
+process_arc = partial(protocol.process_docs, "arc")

@@ -1,21 +1,13 @@
-"""lm-eval hooks for the okapi_hellaswag_* tasks: thin wrappers over :mod:`okapi_hf.eval.protocol`."""
+"""lm-eval hooks for the okapi_hellaswag_* tasks: the protocol of :mod:`okapi_hf.eval.protocol`, bound to hellaswag.
 
-from __future__ import annotations
+lm-eval resolves ``!function utils.X`` next to each task YAML, hence one such file per benchmark.
+"""
 
-from typing import Any
+from functools import partial
 
 from okapi_hf.eval import protocol
 
 protocol.install_excepthook()  # a bad data file ends the lm_eval CLI with one message, not a traceback
 
-
-def load_hellaswag(lang: str | None = None, **_: Any):
-    """``custom_dataset``: lm-eval passes the task's ``dataset_kwargs`` (``lang``) and its metadata."""
-    if lang is None:
-        raise protocol.DataError("okapi_hellaswag tasks need dataset_kwargs: {lang: <code>} in their YAML")
-    return protocol.load_benchmark("hellaswag", lang)
-
-
-def process_hellaswag(dataset):
-    """``process_docs``: add the protocol's query, choices and gold columns."""
-    return protocol.process_docs("hellaswag", dataset)
+load_hellaswag = partial(protocol.load_for_lm_eval, "hellaswag")
+process_hellaswag = partial(protocol.process_docs, "hellaswag")
