@@ -1,6 +1,6 @@
 import pytest
 from huggingface_hub import DatasetCard
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from okapi_hf.cli import main
 from okapi_hf.data.sample import SAMPLE_LANGS
@@ -12,7 +12,14 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
     assert main(["quickstart", "--out", str(out), "--lang", "ru"]) == 0
     printed = capsys.readouterr().out
     assert "quickstart done in" in printed
-    for stage in ("sample data", "build dataset", "load every config", "tiny models", "okapi prompt"):
+    for stage in (
+        "sample data",
+        "build dataset",
+        "load every config",
+        "tiny models",
+        "okapi prompt",
+        "reward model",
+    ):
         assert stage in printed
     assert f"{3 * len(SAMPLE_LANGS)} configs" in printed
     assert len(DatasetCard.load(out / "okapi_hf" / "README.md").data.configs) == 3 * len(SAMPLE_LANGS)
@@ -20,6 +27,9 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
         assert (out / "models" / f"tiny-{arch}" / "model.safetensors").is_file()
         AutoModelForCausalLM.from_pretrained(out / "models" / f"tiny-{arch}")
     assert "### Response:\n" in printed
+    rm = out / "runs" / "pipeline" / "rm"
+    assert AutoModelForSequenceClassification.from_pretrained(rm).config.num_labels == 1
+    assert f"saved to {rm}" in printed
 
 
 def test_quickstart_rejects_a_language_without_sample_text(tmp_path, capsys):

@@ -27,6 +27,8 @@ _EXPORTS = {
     "pairs_to_rankings": "okapi_hf.data.rankings",
     "ranking_to_pairs": "okapi_hf.data.rankings",
     "write_sample_raw": "okapi_hf.data.sample",
+    "RankedRewardConfig": "okapi_hf.train.reward",
+    "RankedRewardTrainer": "okapi_hf.train.reward",
     "OkapiError": "okapi_hf.errors",
     "DataError": "okapi_hf.errors",
     "DownloadError": "okapi_hf.errors",

@@ -7,7 +7,7 @@ from typing import Any
 
 from datasets import DatasetInfo, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from okapi_hf.data.schema import SUBSETS
 from okapi_hf.languages import get_language
@@ -94,6 +94,55 @@ def render_dataset_card(build_info: dict[str, dict[str, Any]], repo_id: str = "o
         rows=rows,
         subsets=list(SUBSETS.values()),
         examples=examples,
+        citation=OKAPI_CITATION,
+    )
+    return str(card)
+
+
+def render_model_card(
+    *,
+    title: str,
+    description: str,
+    stage: str,
+    init_from: str,
+    langs: list[str],
+    data: str,
+    usage: str,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    data_report: str | None = None,
+    tags: list[str] | None = None,
+    pipeline_tag: str | None = None,
+    eval_results: list[EvalResult] | None = None,
+) -> str:
+    """The model card every training stage writes next to its weights (never with secrets in it).
+
+    ``init_from`` becomes the card's ``base_model`` when it names a Hub model rather than a local folder.
+    """
+    base_model = None if Path(init_from).exists() or init_from.startswith((".", "/")) else init_from
+    card_data = ModelCardData(
+        language=langs,
+        license="cc-by-nc-4.0",
+        library_name="transformers",
+        base_model=base_model,
+        tags=["okapi-hf", "okapi", "multilingual", *(tags or [])],
+        pipeline_tag=pipeline_tag,
+        model_name=title if eval_results else None,
+        eval_results=eval_results or None,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(card_template("model_card.md")),
+        title=title,
+        description=description,
+        stage=stage,
+        init_from=init_from,
+        languages=", ".join(f"{get_language(code).name} (`{code}`)" for code in langs),
+        data=data,
+        usage=usage,
+        metrics=metrics or {},
+        data_report=data_report,
+        hyperparameters=hyperparameters,
         citation=OKAPI_CITATION,
     )
     return str(card)

@@ -85,6 +85,21 @@ def _eval_run(args: argparse.Namespace) -> None:
     print(f"wrote results.json, results.md, results.png and model_index.yaml to {args.output}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    import importlib
+
+    module = importlib.import_module(f"okapi_hf.train.run_{args.stage}")
+    flags = {
+        "lang": args.lang,
+        "model_name_or_path": args.model,
+        "dataset_path": args.data,
+        "run": args.run,
+        "output_dir": args.output_dir,
+    }
+    out = module.main(args.overrides, recipe=args.recipe, **flags)
+    print(f"saved to {out}")
+
+
 def _quickstart(args: argparse.Namespace) -> None:
     from okapi_hf.quickstart import run_quickstart
 
@@ -111,6 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
     p.add_argument("--lang", default="vi", help="language to train and chat in")
     p.set_defaults(func=_quickstart)
+
+    training = commands.add_parser("train", help="train a stage from a recipe").add_subparsers(
+        dest="stage", required=True
+    )
+    p = training.add_parser(
+        "rm",
+        help="K-wise ranked reward model (RankedRewardTrainer)",
+        epilog="Any field of RankedRewardConfig, trl.ModelConfig or RunArguments can be set as key=value.",
+    )
+    p.add_argument("--lang", help="language code(s), a group, okapi or all")
+    p.add_argument("--recipe", default="okapi", help="a shipped recipe (okapi, tiny) or a YAML file")
+    p.add_argument("--model", help="checkpoint to start from (default: runs/<run>/sft)")
+    p.add_argument(
+        "--data", help="built dataset folder or Hub repo id (default: $OKAPI_HF_DATASET or okapi_hf)"
+    )
+    p.add_argument("--run", help="run name; outputs go to runs/<run>/rm (default: okapi-<lang>)")
+    p.add_argument("--output-dir", help="write here instead of runs/<run>/rm")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override one recipe value")
+    p.set_defaults(func=_train)
 
     evaluation = commands.add_parser("eval", help="Okapi benchmarks through lm-eval").add_subparsers(
         dest="eval_command", required=True
@@ -171,7 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come anywhere after `train STAGE`, between or after the flags
+    if extra and (
+        getattr(args, "overrides", None) is None or any(x.startswith("-") or "=" not in x for x in extra)
+    ):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
     except OkapiError as e:

@@ -28,6 +28,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", lang: str = "vi") -> lis
         ("load every config", lambda: _load(out)),
         ("tiny models", lambda: _models(out)),
         ("okapi prompt", lambda: _prompt(out, lang)),
+        ("reward model", lambda: _reward_model(out, lang)),
     ]
     results = []
     for i, (name, stage) in enumerate(stages, start=1):
@@ -89,3 +90,22 @@ def _prompt(out: Path, lang: str) -> str:
     print(text)
     tokenizer = AutoTokenizer.from_pretrained(out / "models" / "tiny-llama")
     return f"{len(tokenizer(text).input_ids)} tokens for one {lang} training example"
+
+
+def _reward_model(out: Path, lang: str) -> str:
+    import json
+
+    from okapi_hf.train.run_rm import main
+
+    rm = main(
+        [],
+        recipe="tiny",
+        lang=lang,
+        model_name_or_path=str(out / "models" / "tiny-llama"),
+        dataset_path=str(out / "okapi_hf"),
+        runs_dir=str(out / "runs"),
+        run="pipeline",
+    )
+    history = json.loads((rm / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    return f"K-wise reward model, loss {losses[0]:.3f} -> {losses[-1]:.3f}, saved to {rm}"

@@ -1,0 +1,1 @@
+"""Training stages: SFT, the K-wise reward model, RLHF. Each is a trl-style ``XConfig`` + ``XTrainer``."""

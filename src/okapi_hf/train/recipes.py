@@ -1,0 +1,99 @@
+"""Recipes: one YAML per stage and setting, overridden by flags and ``key=value``, parsed into dataclasses.
+
+Every stage parses the same three things (run arguments, the trainer's config, ``trl.ModelConfig``),
+so a run is described by one file, and the resolved values are written next to its outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from trl import ModelConfig, TrlParser
+
+from okapi_hf.errors import OkapiError
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@dataclass
+class RunArguments:
+    """Which language and data a stage trains on, and where the run lives."""
+
+    lang: str = field(default="", metadata={"help": "Language code(s), a group, `okapi` or `all`."})
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder from `okapi-hf data build` or a Hub repo id (default: $OKAPI_HF_DATASET or okapi_hf)."
+        },
+    )
+    run: str | None = field(
+        default=None, metadata={"help": "Run name; stages chain under runs/<run>/ (default: okapi-<lang>)."}
+    )
+    runs_dir: str = field(default="runs", metadata={"help": "Folder holding all runs."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation rows."}
+    )
+
+    def run_dir(self) -> Path:
+        name = self.run or "okapi-" + re.sub(r"[^\w.-]+", "+", self.lang)
+        return Path(self.runs_dir) / name
+
+
+def recipe_file(stage: str, recipe: str) -> Path:
+    """A shipped recipe by name (``recipes/<stage>/<name>.yaml``) or a path to a YAML file."""
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise OkapiError(f"recipe file {path} does not exist")
+        return path
+    shipped = RECIPES_DIR / stage / f"{recipe}.yaml"
+    if not shipped.is_file():
+        names = sorted(p.stem for p in (RECIPES_DIR / stage).glob("*.yaml"))
+        raise OkapiError(
+            f"no {stage} recipe named {recipe!r}; shipped: {', '.join(names)} (or pass a .yaml path)"
+        )
+    return shipped
+
+
+def parse_stage_args(
+    stage: str, config_class: type, recipe: str, overrides: list[str], **flags: Any
+) -> tuple[RunArguments, Any, ModelConfig]:
+    """Recipe file, then ``key=value`` overrides, then explicit flags (``lang=...``, ``model_name_or_path=...``)."""
+    path = recipe_file(stage, recipe)
+    argv = ["--config", str(path)]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OkapiError(f"override {item!r} is not of the form key=value")
+        argv += [f"--{key.removeprefix('--')}", value]
+    for key, value in flags.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    parser = TrlParser((RunArguments, config_class, ModelConfig))
+    try:
+        run_args, config, model_args = parser.parse_args_and_config(argv)
+    except ValueError as e:  # unknown keys in the YAML file, or a value __post_init__ rejects
+        raise OkapiError(f"recipe {path}: {e}") from e
+    if not run_args.lang:
+        raise OkapiError("no language given: pass --lang (or set `lang` in the recipe)")
+    return run_args, config, model_args
+
+
+def write_run_config(out_dir: str | Path, *configs: Any) -> Path:
+    """The resolved values of a run, one YAML section per dataclass, so it can be read and rerun."""
+    sections = {}
+    for config in configs:
+        values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+        sections[type(config).__name__] = values  # TrainingArguments.to_dict already masks *_token values
+    path = Path(out_dir) / "run_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sections, sort_keys=False, allow_unicode=True))
+    return path

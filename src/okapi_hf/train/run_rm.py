@@ -1,0 +1,142 @@
+"""``okapi-hf train rm``: train a K-wise reward model on one language's rankings (or a mixture).
+
+Reads the ``<lang>-ranking`` configs of a built dataset, starts from ``--model`` (else the SFT stage's
+output ``runs/<run>/sft``), writes a sequence-classification model that loads with
+``AutoModelForSequenceClassification.from_pretrained``, its tokenizer, ``run_config.yaml``,
+``ranking_data_report.json`` and a model card to ``runs/<run>/rm``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trl import ModelConfig, get_peft_config, get_quantization_config
+
+from okapi_hf.cards import render_model_card
+from okapi_hf.data.load import load_dataset
+from okapi_hf.errors import OkapiError
+from okapi_hf.languages import resolve_langs
+from okapi_hf.train.recipes import RunArguments, parse_stage_args, write_run_config
+from okapi_hf.train.reward import RankedRewardConfig, RankedRewardTrainer
+
+logger = logging.getLogger(__name__)
+
+CARD_HYPERPARAMETERS = (
+    "loss_type",
+    "margin",
+    "num_unfrozen_layers",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "seed",
+)
+CARD_METRICS = ("loss", "pairwise_accuracy", "top1_accuracy", "exact_ranking_accuracy", "kendall_tau")
+USAGE = """import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from okapi_hf import format_prompt
+
+tokenizer = AutoTokenizer.from_pretrained("{path}")
+model = AutoModelForSequenceClassification.from_pretrained("{path}")
+text = format_prompt("...instruction...") + "...response..." + tokenizer.eos_token
+with torch.no_grad():
+    reward = model(**tokenizer(text, return_tensors="pt")).logits[0, 0].item()"""
+
+
+def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path:
+    """Parse the recipe, overrides and flags, then train; returns the output folder."""
+    run_args, config, model_args = parse_stage_args("rm", RankedRewardConfig, recipe, argv, **flags)
+    return train_reward_model(run_args, config, model_args)
+
+
+def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model_args: ModelConfig) -> Path:
+    """The whole stage from Python: data, model, training, evaluation, saving, card."""
+    run_dir = run_args.run_dir()
+    if config.output_dir in (None, "trainer_output"):
+        config.output_dir = str(run_dir / "rm")
+    out = Path(config.output_dir)
+    model = model_args.model_name_or_path or _previous_stage(run_dir)
+    langs = resolve_langs(run_args.lang)
+
+    data = load_dataset(langs, "ranking", run_args.dataset_path)
+    train = _head(data["train"], run_args.max_train_samples)
+    evaluation = _head(data["validation"], run_args.max_eval_samples) if "validation" in data else None
+    if evaluation is None and config.eval_strategy != "no":
+        logger.warning("no validation split in %s: evaluation is turned off", run_args.dataset_path)
+        config.eval_strategy = "no"
+
+    model_args.lora_task_type = "SEQ_CLS"  # LoRA must keep the fresh reward head trainable
+    quantization = get_quantization_config(model_args)
+    if model_args.dtype not in (None, "auto"):
+        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "dtype": model_args.dtype}
+    trainer = RankedRewardTrainer(
+        model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        peft_config=get_peft_config(model_args),
+        quantization_config=quantization,
+    )
+    if trainer.is_world_process_zero():
+        write_run_config(out, run_args, config, model_args)
+        trainer.save_data_reports(out)
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
+    metrics = trainer.evaluate() if evaluation is not None else {}
+
+    if model_args.use_peft:  # merge, so the result loads without peft like any reward model
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(out)
+        trainer.processing_class.save_pretrained(out)
+    else:
+        trainer.save_model(out)
+    if trainer.is_world_process_zero():
+        _write_card(out, model, langs, run_args, config, trainer, metrics)
+    logger.info("reward model saved to %s", out)
+    return out
+
+
+def _previous_stage(run_dir: Path) -> str:
+    sft = run_dir / "sft"
+    if (sft / "config.json").is_file():
+        return str(sft)
+    raise OkapiError(
+        f"no model to start from: pass --model (an SFT checkpoint or any causal LM), set model_name_or_path "
+        f"in the recipe, or train the SFT stage first so that {sft} exists"
+    )
+
+
+def _head(dataset, n: int | None):
+    return dataset if n is None else dataset.select(range(min(n, len(dataset))))
+
+
+def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
+    shown = {k: metrics[f"eval_{k}"] for k in CARD_METRICS if f"eval_{k}" in metrics}
+    reports = trainer.data_reports
+    card = render_model_card(
+        title=f"Okapi reward model ({', '.join(langs)})",
+        description=(
+            "A reward model that scores a response to an instruction with one scalar, trained on K-wise "
+            f"rankings (Okapi's 4 ranked responses per instruction) with the `{config.loss_type}` loss. "
+            "Higher means better; use it for RLHF or best-of-n sampling."
+        ),
+        stage="reward model (okapi-hf `RankedRewardTrainer`)",
+        init_from=str(model),
+        langs=langs,
+        data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
+        + ", ".join(f"`{lang}-ranking`" for lang in langs),
+        usage=USAGE.format(path=out),
+        hyperparameters={
+            k: getattr(getattr(config, k), "value", getattr(config, k)) for k in CARD_HYPERPARAMETERS
+        },
+        metrics=shown,
+        data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
+        tags=["reward-model", "trl", "rlhf"],
+        pipeline_tag="text-classification",
+    )
+    (Path(out) / "README.md").write_text(card, encoding="utf-8")
