@@ -20,7 +20,7 @@ from trl import RewardConfig, RewardTrainer
 from okapi_hf.data.build import build_dataset
 from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.prompts import format_prompt
-from okapi_hf.testing import TINY_ARCHS, make_tiny_model
+from okapi_hf.testing import CPU_TRAINING_ARGS, TINY_ARCHS, make_tiny_model
 from okapi_hf.train.reward import (
     RankedRewardConfig,
     RankedRewardTrainer,
@@ -46,17 +46,7 @@ ROWS = [
 
 
 def _config(tmp_path: Path, cls=RankedRewardConfig, **kw):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        bf16=False,
-        gradient_checkpointing=False,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-    )
-    return cls(**{**defaults, **kw})
+    return cls(**{**CPU_TRAINING_ARGS, "output_dir": str(tmp_path / "out"), "seed": 0, **kw})
 
 
 @pytest.fixture(scope="module")

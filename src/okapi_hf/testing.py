@@ -28,6 +28,16 @@ from transformers import (
 )
 
 TINY_ARCHS: tuple[str, ...] = ("bloom", "llama")
+# TrainingArguments for a tiny model on a CPU: fp32 (exact comparisons), no checkpointing, nothing saved
+# or reported unless asked. trl defaults to bf16 and gradient checkpointing, which only slow tiny runs.
+CPU_TRAINING_ARGS: dict[str, object] = {
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "use_cpu": True,
+    "report_to": "none",
+    "save_strategy": "no",
+    "disable_tqdm": True,
+}
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 # Chat role markers are special tokens, so each is one id and `decode(..., skip_special_tokens=True)`

@@ -68,23 +68,35 @@ def parse_stage_args(
 ) -> tuple[RunArguments, Any, ModelConfig]:
     """Recipe file, then ``key=value`` overrides, then explicit flags (``lang=...``, ``model_name_or_path=...``)."""
     path = recipe_file(stage, recipe)
+    parser = _Parser((RunArguments, config_class, ModelConfig))
+    parser.context = f"recipe {path}" + (f" with {' '.join(overrides)}" if overrides else "")
+    lists = {action.dest for action in parser._actions if action.nargs in ("+", "*")}
     argv = ["--config", str(path)]
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise OkapiError(f"override {item!r} is not of the form key=value")
-        argv += [f"--{key.removeprefix('--')}", value]
+        key = key.removeprefix("--")
+        argv += [f"--{key}", *(value.split(",") if key in lists else [value])]  # q_proj,v_proj -> a list
     for key, value in flags.items():
         if value is not None:
             argv += [f"--{key}", str(value)]
-    parser = TrlParser((RunArguments, config_class, ModelConfig))
     try:
         run_args, config, model_args = parser.parse_args_and_config(argv)
-    except ValueError as e:  # unknown keys in the YAML file, or a value __post_init__ rejects
-        raise OkapiError(f"recipe {path}: {e}") from e
+    except ValueError as e:  # unknown keys, or a value a config's __post_init__ rejects
+        raise OkapiError(f"{parser.context}: {e}") from e
     if not run_args.lang:
         raise OkapiError("no language given: pass --lang (or set `lang` in the recipe)")
     return run_args, config, model_args
+
+
+class _Parser(TrlParser):
+    """Argument errors as one-line OkapiErrors instead of argparse's usage dump of every option."""
+
+    context = "recipe"
+
+    def error(self, message: str):
+        raise OkapiError(f"{self.context}: {message}")
 
 
 def write_run_config(out_dir: str | Path, *configs: Any) -> Path:

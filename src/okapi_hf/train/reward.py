@@ -224,6 +224,11 @@ class RankedRewardTrainer(RewardTrainer):
         if processing_class is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             processing_class = AutoTokenizer.from_pretrained(name, trust_remote_code=args.trust_remote_code)
+        # trl applies these in super().__init__; the collator and the eos decision below must see them first
+        if args.eos_token is not None:
+            processing_class.eos_token = args.eos_token
+        if args.pad_token is not None:
+            processing_class.pad_token = args.pad_token
         self._append_eos = _resolve_pad_token(processing_class, model)
         self.data_reports: dict[str, RankingDataReport] = {}
         if data_collator is None:
@@ -257,6 +262,8 @@ class RankedRewardTrainer(RewardTrainer):
         columns = dataset.column_names
         if "response_ids" in columns:
             return dataset
+        if len(dataset) == 0:
+            raise DataError(f"{dataset_name} dataset has no rows")
         if "responses" not in columns or not ({"prompt"} <= set(columns) or {"instruction"} <= set(columns)):
             raise DataError(
                 f"{dataset_name} dataset: expected a `responses` column (a list, best first) and `prompt` or "
@@ -380,7 +387,7 @@ class _RowTokenizer:
         }
         out.update({reason: [] for reason in (*DROP_REASONS, "truncated")})
         for b, index in enumerate(indices):
-            row_id = batch["id"][b] if "id" in batch else str(index)
+            row_id = str(batch["id"][b] if "id" in batch else index)
             responses = batch["responses"][b]
             if not isinstance(responses, list):
                 raise DataError(

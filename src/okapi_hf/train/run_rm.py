@@ -71,6 +71,9 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         config.eval_strategy = "no"
 
     model_args.lora_task_type = "SEQ_CLS"  # LoRA must keep the fresh reward head trainable
+    if model_args.use_peft and config.num_unfrozen_layers is not None:
+        logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
+        config.num_unfrozen_layers = None
     quantization = get_quantization_config(model_args)
     if model_args.dtype not in (None, "auto"):
         config.model_init_kwargs = {**(config.model_init_kwargs or {}), "dtype": model_args.dtype}
