@@ -140,7 +140,7 @@ def test_plackett_luce_equals_pairwise_at_k2():
 def test_losses_ignore_padding_and_weight_prompts_equally():
     """A K=2 row and a K=4 row padded together give the mean of their own losses, gradients finite."""
     short, long = torch.tensor([0.3, 1.0]), torch.tensor([2.0, 0.5, -1.0, 0.1])
-    rewards, mask = by_prompt(torch.cat([short, long]).requires_grad_(), torch.tensor([2, 4]))
+    rewards, mask = by_prompt(torch.cat([short, long]).requires_grad_(), [2, 4])
     for loss_fn in (pairwise_loss, plackett_luce_loss):
         alone = [loss_fn(r[None], torch.ones(1, len(r), dtype=torch.bool)) for r in (short, long)]
         together = loss_fn(rewards, mask)

@@ -127,11 +127,15 @@ def center_penalty(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (torch.where(pairs, sums, 0.0).sum((1, 2)) / pairs.sum((1, 2))).mean()
 
 
-def by_prompt(rewards: torch.Tensor, num_responses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat per-response rewards to ``[prompts, K_max]`` plus the mask of real responses."""
-    rows = torch.split(rewards, num_responses.tolist())
-    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
-    mask = torch.arange(padded.shape[1], device=rewards.device)[None, :] < num_responses[:, None]
+def by_prompt(rewards: torch.Tensor, num_responses: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat per-response rewards to ``[prompts, K_max]`` plus the mask of real responses.
+
+    ``num_responses`` is a plain list (the collator keeps it off the accelerator), so splitting the
+    rewards never waits for the device.
+    """
+    padded = torch.nn.utils.rnn.pad_sequence(torch.split(rewards, num_responses), batch_first=True)
+    lengths = torch.tensor(num_responses, device=rewards.device)
+    mask = torch.arange(padded.shape[1], device=rewards.device)[None, :] < lengths[:, None]
     return padded, mask
 
 
@@ -155,7 +159,9 @@ class DataCollatorForRanking(DataCollatorMixin):
         batch = {
             "input_ids": pad(seqs, padding_value=self.pad_token_id, **kw),
             "attention_mask": pad([torch.ones_like(s) for s in seqs], padding_value=0, **kw),
-            "num_responses": torch.tensor([len(ex["response_ids"]) for ex in examples]),
+            "num_responses": [
+                len(ex["response_ids"]) for ex in examples
+            ],  # a list: Trainer leaves it on the CPU
         }
         if self.padding_side == "left":
             batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
@@ -319,7 +325,9 @@ class RankedRewardTrainer(RewardTrainer):
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             rewards = self.accelerator.pad_across_processes(rewards.detach(), dim=1)
             all_rewards = self.accelerator.gather_for_metrics(rewards)
-            all_k = self.accelerator.gather_for_metrics(num_responses).tolist()
+            all_k = self.accelerator.gather_for_metrics(
+                torch.tensor(num_responses, device=rewards.device)
+            ).tolist()
             flat = [row[:k] for row, k in zip(all_rewards.tolist(), all_k, strict=True)]
             self._counts[mode] += RankingCounts.from_rewards(flat)
             values = [r for row in flat for r in row]
