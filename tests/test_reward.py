@@ -128,13 +128,13 @@ def test_plackett_luce_equals_brute_force(k):
     rewards = torch.randn(5, k, dtype=torch.float64) * 2
     mask = torch.ones_like(rewards, dtype=torch.bool)
     expected = sum(_brute_force_pl(row) for row in rewards.tolist()) / 5
-    assert plackett_luce_loss(rewards, mask).item() == pytest.approx(expected, rel=1e-12)
+    assert plackett_luce_loss(rewards, mask).mean().item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_plackett_luce_equals_pairwise_at_k2():
     rewards = torch.tensor([[1.5, -0.3], [0.2, 0.9], [-2.0, -2.0]])
     mask = torch.ones_like(rewards, dtype=torch.bool)
-    torch.testing.assert_close(plackett_luce_loss(rewards, mask), pairwise_loss(rewards, mask))
+    torch.testing.assert_close(plackett_luce_loss(rewards, mask), pairwise_loss(rewards, mask))  # per prompt
 
 
 def test_losses_ignore_padding_and_weight_prompts_equally():
@@ -142,14 +142,17 @@ def test_losses_ignore_padding_and_weight_prompts_equally():
     short, long = torch.tensor([0.3, 1.0]), torch.tensor([2.0, 0.5, -1.0, 0.1])
     rewards, mask = by_prompt(torch.cat([short, long]).requires_grad_(), [2, 4])
     for loss_fn in (pairwise_loss, plackett_luce_loss):
-        alone = [loss_fn(r[None], torch.ones(1, len(r), dtype=torch.bool)) for r in (short, long)]
-        together = loss_fn(rewards, mask)
+        alone = [loss_fn(r[None], torch.ones(1, len(r), dtype=torch.bool))[0] for r in (short, long)]
+        together = loss_fn(rewards, mask).mean()
         torch.testing.assert_close(together, (alone[0] + alone[1]) / 2)
         (grad,) = torch.autograd.grad(together, rewards)
         assert torch.isfinite(grad).all() and (grad[0, 2:] == 0).all()
     # pairwise: mean over each prompt's own pairs (1 pair and 6 pairs), not over all 7 pairs
     lone_pair = -torch.nn.functional.logsigmoid(short[0] - short[1])
-    assert pairwise_loss(rewards, mask).item() != pytest.approx(((lone_pair + alone[1] * 6) / 7).item())
+    long_pairs = pairwise_loss(long[None], torch.ones(1, 4, dtype=torch.bool))[0]
+    assert pairwise_loss(rewards, mask).mean().item() != pytest.approx(
+        ((lone_pair + long_pairs * 6) / 7).item()
+    )
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -255,14 +258,18 @@ def test_gradient_accumulation_gives_the_same_loss_curve(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_sample_raw(root / "raw", ["vi"])
+    write_sample_raw(root / "raw", ["vi"], n_ranking=100)  # 95 train rows, 5 validation rows
     build_dataset(root / "raw", root / "okapi_hf", ["vi"], ["ranking"])
     return root / "okapi_hf"
 
 
 @pytest.mark.slow
 def test_two_processes_give_the_loss_curve_of_one(tiny, built, tmp_path):
-    """`accelerate launch` of the CLI over 2 CPU processes, 2 prompts each, equals 1 process with 4 per step."""
+    """`accelerate launch` of the CLI over 2 CPU processes, 2 prompts each, equals 1 process with 4 per step.
+
+    Evaluation too: 5 validation rankings in batches of 2 per process leave an uneven last batch that
+    accelerate pads with a duplicate, which must not count.
+    """
     cli = [
         "-m",
         "okapi_hf.cli",
@@ -275,7 +282,7 @@ def test_two_processes_give_the_loss_curve_of_one(tiny, built, tmp_path):
         "--model",
         str(tiny["bloom"]),
     ]
-    cli += ["--data", str(built), "max_train_samples=8", "eval_strategy=no", "disable_tqdm=true"]
+    cli += ["--data", str(built), "max_train_samples=8", "per_device_eval_batch_size=2", "disable_tqdm=true"]
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     runs = {
         "one": [sys.executable, *cli, "--output-dir", str(tmp_path / "one"), "per_device_train_batch_size=4"],
@@ -289,7 +296,7 @@ def test_two_processes_give_the_loss_curve_of_one(tiny, built, tmp_path):
             "per_device_train_batch_size=2",
         ],
     }
-    curves = {}
+    curves, evals = {}, {}
     for name, cmd in runs.items():
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300
@@ -298,5 +305,13 @@ def test_two_processes_give_the_loss_curve_of_one(tiny, built, tmp_path):
         assert proc.stdout.count("saved to") == (2 if name == "two" else 1), "one line per process"
         state = json.loads((tmp_path / name / "trainer_state.json").read_text())
         curves[name] = [h["loss"] for h in state["log_history"] if "loss" in h]
+        evals[name] = [
+            {k: v for k, v in h.items() if k in ("eval_loss", "eval_pairwise_accuracy", "eval_kendall_tau")}
+            for h in state["log_history"]
+            if "eval_loss" in h
+        ]
     assert len(curves["one"]) == 4  # 8 rows, 4 per step, 2 epochs
     assert curves["two"] == pytest.approx(curves["one"], abs=1e-5)
+    assert len(evals["one"]) == 2  # after each epoch
+    for two, one in zip(evals["two"], evals["one"], strict=True):
+        assert two == pytest.approx(one, abs=1e-5)

@@ -589,3 +589,16 @@ def test_training_with_frozen_layers_changes_only_the_top(tiny, tmp_path, arch):
             assert not torch.equal(after[name].detach(), value), f"{name} did not train"
         else:
             assert torch.equal(after[name].detach(), value), f"frozen {name} changed"
+
+
+def test_chat_rows_need_a_chat_template(tiny, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny["llama"])
+    tokenizer.chat_template = None
+    with pytest.raises(DataError, match="chat template"):
+        _trainer(tiny["llama"], [_row("a", ["x", "y"])], tmp_path, tokenizer=tokenizer, prompt_format="chat")
+
+
+def test_pretokenized_rows_need_two_responses(tiny, tmp_path):
+    rows = Dataset.from_list([{"response_ids": [[5, 6], [7]]}, {"response_ids": [[5, 6]]}])
+    with pytest.raises(DataError, match=r"rows \[1\] have fewer than 2"):
+        _trainer(tiny["llama"], rows, tmp_path)

@@ -286,3 +286,18 @@ def test_flags_win_over_overrides_and_the_recipe():
     assert run_args.lang == "vi"
     assert model_args.model_name_or_path == "from-flag"
     assert config.max_length == 512  # the tiny recipe's value
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["num_unfrozen_layers=99"], "between 0 and 2"),
+        (["resume_from_checkpoint=true"], "no checkpoint in"),
+        (["--model", "./no-such-model"], "does not exist"),
+    ],
+)
+def test_bad_options_end_in_a_one_line_error(env, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert _train(env, "llama" if "--model" not in args else None, "--lang", "vi", *args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # library warnings may come before it
+    assert last.startswith("okapi-hf: error:") and message in last

@@ -17,3 +17,7 @@ class DataError(OkapiError, ValueError):
 
 class DownloadError(OkapiError, OSError):
     """A download that failed, stopped early, or does not match its checksum."""
+
+
+class ConfigError(OkapiError, ValueError):
+    """A training option or recipe value that cannot work with this model or data."""

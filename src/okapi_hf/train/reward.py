@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,26 +98,26 @@ class RankedRewardConfig(RewardConfig):
 
 
 def pairwise_loss(rewards: torch.Tensor, mask: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """InstructGPT: per prompt, the mean of -log sigmoid(r_i - r_j - margin*(j-i)) over i ranked above j.
+    """InstructGPT, per prompt: the mean of -log sigmoid(r_i - r_j - margin*(j-i)) over i ranked above j.
 
-    ``rewards`` is ``[prompts, K_max]`` in gold order, ``mask`` marks the real responses.
+    ``rewards`` is ``[prompts, K_max]`` in gold order, ``mask`` marks the real responses. Like the other
+    losses here it returns one value per prompt; the batch loss is their mean.
     """
     k = torch.arange(rewards.shape[1], device=rewards.device)
     steps = (k[None, :] - k[:, None]).to(rewards.dtype)  # [i, j] -> j - i
     pairs = mask[:, :, None] & mask[:, None, :] & (steps > 0)
     losses = -F.logsigmoid(rewards[:, :, None] - rewards[:, None, :] - margin * steps)
-    per_prompt = torch.where(pairs, losses, 0.0).sum((1, 2)) / pairs.sum((1, 2))
-    return per_prompt.mean()
+    return torch.where(pairs, losses, 0.0).sum((1, 2)) / pairs.sum((1, 2))
 
 
 def plackett_luce_loss(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Plackett-Luce: -sum_i log softmax(r_i, ..., r_K)[i] per prompt, the NLL of the gold order.
+    """Plackett-Luce, per prompt: -sum_i log softmax(r_i, ..., r_K)[i], the NLL of the gold order.
 
     At K = 2 it is exactly the pairwise loss.
     """
     filled = rewards.masked_fill(~mask, -1e9)  # finite, so the backward pass stays NaN-free
     suffix = torch.logcumsumexp(filled.flip(-1), dim=-1).flip(-1)
-    return torch.where(mask, suffix - rewards, 0.0).sum(-1).mean()
+    return torch.where(mask, suffix - rewards, 0.0).sum(-1)
 
 
 def center_penalty(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ def center_penalty(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     k = torch.arange(rewards.shape[1], device=rewards.device)
     pairs = mask[:, :, None] & mask[:, None, :] & (k[:, None] < k[None, :])
     sums = (rewards[:, :, None] + rewards[:, None, :]) ** 2
-    return (torch.where(pairs, sums, 0.0).sum((1, 2)) / pairs.sum((1, 2))).mean()
+    return torch.where(pairs, sums, 0.0).sum((1, 2)) / pairs.sum((1, 2))
 
 
 def by_prompt(rewards: torch.Tensor, num_responses: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,6 +258,7 @@ class RankedRewardTrainer(RewardTrainer):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._takes_position_ids = "position_ids" in inspect.signature(base.forward).parameters
         self._counts = {"train": RankingCounts(), "eval": RankingCounts()}
+        self._eval_loss = (0.0, 0)  # sum and count of per-prompt eval losses since the last log
 
     # -- data -------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -267,6 +269,11 @@ class RankedRewardTrainer(RewardTrainer):
             )
         columns = dataset.column_names
         if "response_ids" in columns:
+            short = [i for i, ids in enumerate(dataset["response_ids"]) if len(ids) < 2]
+            if short:
+                raise DataError(
+                    f"{dataset_name} dataset: rows {short[:5]} have fewer than 2 tokenized responses"
+                )
             return dataset
         if len(dataset) == 0:
             raise DataError(f"{dataset_name} dataset has no rows")
@@ -274,6 +281,14 @@ class RankedRewardTrainer(RewardTrainer):
             raise DataError(
                 f"{dataset_name} dataset: expected a `responses` column (a list, best first) and `prompt` or "
                 f"`instruction` (+ `input`); got columns {columns}"
+            )
+        chat = "prompt" not in columns and args.prompt_format == "chat"
+        if (
+            chat or (len(dataset) and isinstance(dataset[0].get("prompt"), list))
+        ) and not processing_class.chat_template:
+            raise DataError(
+                f"{dataset_name} dataset needs a chat template, and the tokenizer of this model has none; "
+                "use prompt_format=okapi or a tokenizer with a chat template"
             )
         tokenize = _RowTokenizer(processing_class, args, self._append_eos)
         with PartialState().main_process_first():  # one process fills the datasets cache, the others read it
@@ -312,16 +327,20 @@ class RankedRewardTrainer(RewardTrainer):
         outputs = model(**inputs, use_cache=False)
         rewards, mask = by_prompt(outputs.logits.squeeze(-1).float(), num_responses)
         if self.args.loss_type == "plackett_luce":
-            loss = plackett_luce_loss(rewards, mask)
+            per_prompt = plackett_luce_loss(rewards, mask)
         else:
-            loss = pairwise_loss(rewards, mask, self.args.margin)
+            per_prompt = pairwise_loss(rewards, mask, self.args.margin)
         if self.args.center_rewards_coefficient is not None:
-            loss = loss + self.args.center_rewards_coefficient * center_penalty(rewards, mask)
+            per_prompt = per_prompt + self.args.center_rewards_coefficient * center_penalty(rewards, mask)
+        loss = per_prompt.mean()
 
         with torch.no_grad():
             if mode == "train":
                 tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self._total_train_tokens += tokens // self._tp_size
+                self._total_train_tokens += tokens // getattr(self, "_tp_size", 1)
+            else:  # Trainer's eval loss averages per-batch means and keeps padding duplicates; ours is exact
+                losses = self.accelerator.gather_for_metrics(per_prompt.detach())
+                self._eval_loss = (self._eval_loss[0] + losses.sum().item(), self._eval_loss[1] + len(losses))
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             rewards = self.accelerator.pad_across_processes(rewards.detach(), dim=1)
             all_rewards = self.accelerator.gather_for_metrics(rewards)
@@ -329,13 +348,16 @@ class RankedRewardTrainer(RewardTrainer):
                 torch.tensor(num_responses, device=rewards.device)
             ).tolist()
             flat = [row[:k] for row, k in zip(all_rewards.tolist(), all_k, strict=True)]
+            flat = [row for row in flat if not any(math.isnan(r) for r in row)]  # a NaN shows in the loss
+            if not flat:
+                return (loss, outputs) if return_outputs else loss
             self._counts[mode] += RankingCounts.from_rewards(flat)
             values = [r for row in flat for r in row]
             self._metrics[mode]["min_reward"].append(min(values))
             self._metrics[mode]["mean_reward"].append(sum(values) / len(values))
             self._metrics[mode]["max_reward"].append(max(values))
-            gap = [row[0] - row[-1] for row in flat]
-            self._metrics[mode]["margin"].append(sum(gap) / len(gap))
+            gap = [row[0] - row[-1] for row in flat]  # best minus worst response
+            self._metrics[mode]["reward_gap"].append(sum(gap) / len(gap))
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -343,6 +365,9 @@ class RankedRewardTrainer(RewardTrainer):
         prefix = "eval_" if mode == "eval" else ""
         logs.update({prefix + k: v for k, v in self._counts[mode].metrics().items()})
         self._counts[mode] = RankingCounts()
+        if mode == "eval" and self._eval_loss[1] and "eval_loss" in logs:
+            logs["eval_loss"] = self._eval_loss[0] / self._eval_loss[1]
+        self._eval_loss = (0.0, 0)
         super().log(logs, start_time)
 
     def save_data_reports(self, output_dir: str | Path | None = None) -> Path:
@@ -382,7 +407,13 @@ class _RowTokenizer:
     """``Dataset.map`` function: clean one batch of rankings, tokenize each prompt+response once."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, args: RankedRewardConfig, append_eos: bool):
-        self.tokenizer, self.args = tokenizer, args
+        # only what changes the output, so the datasets cache fingerprint ignores e.g. the learning rate
+        self.tokenizer = tokenizer
+        self.max_length, self.overlong, self.prompt_format = (
+            args.max_length,
+            args.overlong,
+            args.prompt_format,
+        )
         self.eos = tokenizer.eos_token if append_eos else ""
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
@@ -417,11 +448,11 @@ class _RowTokenizer:
             ids = self._tokenize(batch, b, texts)
             kept: list[list[int]] = []
             for seq in ids:
-                if self.args.max_length is not None and len(seq) > self.args.max_length:
-                    if self.args.overlong == "drop":
+                if self.max_length is not None and len(seq) > self.max_length:
+                    if self.overlong == "drop":
                         counts["overlong"] += 1
                         continue
-                    seq = seq[: self.args.max_length]
+                    seq = seq[: self.max_length]
                     counts["truncated"] += 1
                 if seq in kept:  # truncation can make two responses identical
                     counts["duplicate"] += 1
@@ -439,7 +470,7 @@ class _RowTokenizer:
     def _tokenize(self, batch: dict[str, list], b: int, responses: list[str]) -> list[list[int]]:
         prompt = batch["prompt"][b] if "prompt" in batch else None
         okapi_input = batch["input"][b] if "input" in batch else ""
-        if prompt is None and self.args.prompt_format == "chat":
+        if prompt is None and self.prompt_format == "chat":
             prompt = to_messages(batch["instruction"][b], okapi_input)
         if isinstance(prompt, list):  # chat messages: the template ends each turn itself
             return [

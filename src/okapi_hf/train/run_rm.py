@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card
@@ -61,9 +62,15 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         config.output_dir = str(run_dir / "rm")
     out = Path(config.output_dir)
     model = model_args.model_name_or_path or _previous_stage(run_dir)
+    if model.startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
+        raise OkapiError(f"model folder {model} does not exist")
     langs = resolve_langs(run_args.lang)
 
     data = load_dataset(langs, "ranking", run_args.dataset_path)
+    if "train" not in data:
+        raise OkapiError(
+            f"the ranking data of {', '.join(langs)} has no train split (splits: {', '.join(data)})"
+        )
     train = _head(data["train"], run_args.max_train_samples)
     evaluation = _head(data["validation"], run_args.max_eval_samples) if "validation" in data else None
     if evaluation is None and config.eval_strategy != "no":
@@ -75,8 +82,10 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
         config.num_unfrozen_layers = None
     quantization = get_quantization_config(model_args)
+    init = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
     if model_args.dtype not in (None, "auto"):
-        config.model_init_kwargs = {**(config.model_init_kwargs or {}), "dtype": model_args.dtype}
+        init["dtype"] = model_args.dtype
+    config.model_init_kwargs = {**(config.model_init_kwargs or {}), **{k: v for k, v in init.items() if v}}
     trainer = RankedRewardTrainer(
         model,
         args=config,
@@ -88,14 +97,23 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
         trainer.save_data_reports(out)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    resume = config.resume_from_checkpoint
+    if resume in ("true", "True", "last"):  # the newest checkpoint of this run, as `key=value` can say it
+        resume = get_last_checkpoint(str(out))
+        if resume is None:
+            raise OkapiError(
+                f"resume_from_checkpoint={config.resume_from_checkpoint}: no checkpoint in {out}"
+            )
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
     metrics = trainer.evaluate() if evaluation is not None else {}
 
     if model_args.use_peft:  # merge, so the result loads without peft like any reward model
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(out)
-        trainer.processing_class.save_pretrained(out)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(out)
+            trainer.processing_class.save_pretrained(out)
     else:
         trainer.save_model(out)
     if trainer.is_world_process_zero():

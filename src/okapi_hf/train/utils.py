@@ -6,6 +6,8 @@ import logging
 
 from torch import nn
 
+from okapi_hf.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,8 +32,8 @@ def freeze_bottom_layers(model: nn.Module, num_unfrozen_layers: int) -> int:
     """
     blocks = transformer_blocks(model)
     if not 0 <= num_unfrozen_layers <= len(blocks):
-        raise ValueError(
-            f"num_unfrozen_layers must be between 0 and {len(blocks)}, got {num_unfrozen_layers}"
+        raise ConfigError(
+            f"num_unfrozen_layers must be between 0 and {len(blocks)} (the model's blocks), got {num_unfrozen_layers}"
         )
     frozen = {id(p) for block in blocks[: len(blocks) - num_unfrozen_layers] for p in block.parameters()}
     frozen |= {id(p) for p in model.get_input_embeddings().parameters()}
