@@ -21,7 +21,7 @@ from okapi_hf.testing import make_tiny_model
 from okapi_hf.train.recipes import parse_stage_args, recipe_file
 from okapi_hf.train.reward import RankedRewardConfig
 
-SECRET = "hf_okapiTestSecretTokenDoNotLeak1234"
+SECRET = "okapi-test-secret-" + "do-not-leak"  # any distinctive value: the test checks it is never written
 
 
 @pytest.fixture(scope="module")
