@@ -15,7 +15,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 LOSS_TYPES = ("instructgpt", "plackett_luce")
 DROP_REASONS = ("empty", "duplicate", "overlong")  # per response; rows left with < 2 are dropped too
+COUNTED = (*DROP_REASONS, "truncated")  # what data preparation counts per row
 
 
 @dataclass
@@ -76,7 +77,10 @@ class RankedRewardConfig(RewardConfig):
     )
     padding_side: str | None = field(
         default=None,
-        metadata={"help": "'left' or 'right'; default: the tokenizer's (BLOOM pads left)."},
+        metadata={
+            "help": "'left' or 'right'; default: the tokenizer's (BLOOM pads left).",
+            "choices": ["left", "right"],
+        },
     )
     num_unfrozen_layers: int | None = field(
         default=None,
@@ -85,14 +89,11 @@ class RankedRewardConfig(RewardConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name, allowed in (
-            ("loss_type", LOSS_TYPES),
-            ("prompt_format", ("okapi", "chat")),
-            ("overlong", ("drop", "truncate")),
-            ("padding_side", (None, "left", "right")),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for f in fields(RankedRewardConfig):  # the same choices the command line enforces
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed and value not in allowed and not (value is None and f.default is None):
+                raise ValueError(f"{f.name} must be one of {allowed}, got {value!r}")
         if self.margin and self.loss_type != "instructgpt":
             raise ValueError("margin applies to the instructgpt loss only")
 
@@ -105,9 +106,8 @@ def pairwise_loss(rewards: torch.Tensor, mask: torch.Tensor, margin: float = 0.0
     """
     k = torch.arange(rewards.shape[1], device=rewards.device)
     steps = (k[None, :] - k[:, None]).to(rewards.dtype)  # [i, j] -> j - i
-    pairs = mask[:, :, None] & mask[:, None, :] & (steps > 0)
     losses = -F.logsigmoid(rewards[:, :, None] - rewards[:, None, :] - margin * steps)
-    return torch.where(pairs, losses, 0.0).sum((1, 2)) / pairs.sum((1, 2))
+    return _mean_over_pairs(losses, mask)
 
 
 def plackett_luce_loss(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -122,10 +122,14 @@ def plackett_luce_loss(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 def center_penalty(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per prompt, the mean of (r_i + r_j)^2 over its pairs: trl's centring term, taken on the same pairs."""
-    k = torch.arange(rewards.shape[1], device=rewards.device)
+    return _mean_over_pairs((rewards[:, :, None] + rewards[:, None, :]) ** 2, mask)
+
+
+def _mean_over_pairs(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per prompt, the mean of ``values[:, i, j]`` over its real pairs i ranked above j."""
+    k = torch.arange(mask.shape[1], device=mask.device)
     pairs = mask[:, :, None] & mask[:, None, :] & (k[:, None] < k[None, :])
-    sums = (rewards[:, :, None] + rewards[:, None, :]) ** 2
-    return torch.where(pairs, sums, 0.0).sum((1, 2)) / pairs.sum((1, 2))
+    return torch.where(pairs, values, 0.0).sum((1, 2)) / pairs.sum((1, 2))
 
 
 def by_prompt(rewards: torch.Tensor, num_responses: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,15 +232,15 @@ class RankedRewardTrainer(RewardTrainer):
             raise TypeError(f"args must be a RankedRewardConfig, got {type(args).__name__}")
         if args.num_unfrozen_layers is not None and kwargs.get("peft_config") is not None:
             raise ValueError("use either num_unfrozen_layers or a peft_config (LoRA), not both")
+        name = model if isinstance(model, str) else model.config._name_or_path
         if processing_class is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
             processing_class = AutoTokenizer.from_pretrained(name, trust_remote_code=args.trust_remote_code)
         # trl applies these in super().__init__; the collator and the eos decision below must see them first
         if args.eos_token is not None:
             processing_class.eos_token = args.eos_token
         if args.pad_token is not None:
             processing_class.pad_token = args.pad_token
-        self._append_eos = _resolve_pad_token(processing_class, model)
+        self._append_eos = _resolve_pad_token(processing_class, name)
         self.data_reports: dict[str, RankingDataReport] = {}
         if data_collator is None:
             data_collator = DataCollatorForRanking(
@@ -378,7 +382,7 @@ class RankedRewardTrainer(RewardTrainer):
         return path
 
 
-def _resolve_pad_token(tokenizer: PreTrainedTokenizerBase, model: Any) -> bool:
+def _resolve_pad_token(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
     """Make sure padding can be told apart from the last real token; return whether to append eos.
 
     Sequence classification reads the reward at the last token that is not the pad token. When a
@@ -387,7 +391,6 @@ def _resolve_pad_token(tokenizer: PreTrainedTokenizerBase, model: Any) -> bool:
     """
     if tokenizer.pad_token is not None:
         return tokenizer.eos_token is not None and tokenizer.eos_token != tokenizer.pad_token
-    name = model if isinstance(model, str) else model.config._name_or_path
     if tokenizer.eos_token is None:
         raise OkapiError(
             f"the tokenizer of {name!r} has neither a pad token nor an eos token, so a batch of responses "
@@ -424,7 +427,7 @@ class _RowTokenizer:
             "responses_in": [],
             "responses_kept": [],
         }
-        out.update({reason: [] for reason in (*DROP_REASONS, "truncated")})
+        out.update({reason: [] for reason in COUNTED})
         for b, index in enumerate(indices):
             row_id = str(batch["id"][b] if "id" in batch else index)
             responses = batch["responses"][b]
@@ -432,7 +435,7 @@ class _RowTokenizer:
                 raise DataError(
                     f"row {row_id}: `responses` must be a list of strings, got {type(responses).__name__}"
                 )
-            counts = dict.fromkeys((*DROP_REASONS, "truncated"), 0)
+            counts = dict.fromkeys(COUNTED, 0)
             texts = []
             for k, text in enumerate(responses):
                 if text is not None and not isinstance(text, str):
@@ -485,16 +488,14 @@ class _RowTokenizer:
 
 
 def _report(name: str, dataset: Dataset) -> RankingDataReport:
-    columns = {
-        c: dataset[c] for c in ("keep", "row", "responses_in", "responses_kept", *DROP_REASONS, "truncated")
-    }
+    columns = {c: dataset[c] for c in ("keep", "row", "responses_in", "responses_kept", *COUNTED)}
     report = RankingDataReport(name=name, rows_in=len(dataset), responses_in=sum(columns["responses_in"]))
     report.rows_kept = sum(columns["keep"])
     report.rows_too_few = report.rows_in - report.rows_kept
     report.responses_kept = sum(columns["responses_kept"])
     report.dropped = {reason: sum(columns[reason]) for reason in DROP_REASONS}
     report.truncated = sum(columns["truncated"])
-    for reason in (*DROP_REASONS, "truncated"):
+    for reason in COUNTED:
         report.examples[reason] = [r for r, n in zip(columns["row"], columns[reason], strict=True) if n][:5]
     report.examples["too_few"] = [
         r for r, keep in zip(columns["row"], columns["keep"], strict=True) if not keep
