@@ -175,6 +175,7 @@ def test_without_a_model_or_sft_stage_the_error_names_model(env, tmp_path, monke
     err = capsys.readouterr().err
     assert err.startswith("okapi-hf: error:")
     assert "--model" in err and "runs/nothing/sft" in err
+    assert "`okapi-hf train sft --lang vi --run nothing`" in err  # the command that makes it
     assert not (tmp_path / "runs" / "nothing" / "rm").exists()
 
 
@@ -292,7 +293,7 @@ def test_flags_win_over_overrides_and_the_recipe():
     ("args", "message"),
     [
         (["num_unfrozen_layers=99"], "between 0 and 2"),
-        (["resume_from_checkpoint=true"], "no checkpoint in"),
+        (["resume_from_checkpoint=true"], "no checkpoint-* folder in"),
         (["--model", "./no-such-model"], "does not exist"),
     ],
 )

@@ -99,6 +99,57 @@ class _Parser(TrlParser):
         raise OkapiError(f"{self.context}: {message}")
 
 
+STAGE_NAMES = {"sft": "SFT model", "rm": "reward model", "rl": "RLHF policy", "dpo": "DPO policy"}
+
+
+def previous_stage(run_args: RunArguments, stage: str) -> str:
+    """The output folder of an earlier stage of this run, or an error naming the command that makes it."""
+    folder = run_args.run_dir() / stage
+    if (folder / "config.json").is_file():
+        return str(folder)
+    command = f"okapi-hf train {stage} --lang {run_args.lang}"
+    if run_args.run:
+        command += f" --run {run_args.run}"
+    if run_args.runs_dir != "runs":
+        command += f" runs_dir={run_args.runs_dir}"
+    raise OkapiError(
+        f"no {STAGE_NAMES.get(stage, stage)} at {folder}: run `{command}` first, or pass --model "
+        "(or the stage's path option) explicitly"
+    )
+
+
+def check_model_path(path: str) -> str:
+    """A local-looking path must exist (anything else is treated as a Hub id by from_pretrained)."""
+    if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
+        raise OkapiError(f"model folder {path} does not exist")
+    return path
+
+
+def resolve_resume(value: str | bool | None, out: str | Path) -> str | bool | None:
+    """``resume_from_checkpoint=true`` (as key=value can say it) means this run's newest checkpoint."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value not in ("true", "True", "last", True):
+        return value
+    last = get_last_checkpoint(str(out)) if Path(out).is_dir() else None
+    if last is None:
+        raise OkapiError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {out}")
+    return last
+
+
+def head(dataset: Any, n: int | None) -> Any:
+    """The first ``n`` rows (all when ``n`` is None)."""
+    return dataset if n is None else dataset.select(range(min(n, len(dataset))))
+
+
+def model_init_kwargs(model_args: ModelConfig, existing: dict | None = None) -> dict:
+    """``from_pretrained`` keyword arguments from trl's ModelConfig (revision, attention, dtype)."""
+    init = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
+    if model_args.dtype not in (None, "auto"):
+        init["dtype"] = model_args.dtype
+    return {**(existing or {}), **{k: v for k, v in init.items() if v}}
+
+
 def write_run_config(out_dir: str | Path, *configs: Any) -> Path:
     """The resolved values of a run, one YAML section per dataclass, so it can be read and rerun."""
     sections = {}

@@ -11,14 +11,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card
 from okapi_hf.data.load import load_dataset
 from okapi_hf.errors import OkapiError
 from okapi_hf.languages import resolve_langs
-from okapi_hf.train.recipes import RunArguments, parse_stage_args, write_run_config
+from okapi_hf.train.recipes import (
+    RunArguments,
+    check_model_path,
+    head,
+    model_init_kwargs,
+    parse_stage_args,
+    previous_stage,
+    resolve_resume,
+    write_run_config,
+)
 from okapi_hf.train.reward import RankedRewardConfig, RankedRewardTrainer
 
 logger = logging.getLogger(__name__)
@@ -61,9 +69,7 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
     if config.output_dir in (None, "trainer_output"):
         config.output_dir = str(run_dir / "rm")
     out = Path(config.output_dir)
-    model = model_args.model_name_or_path or _previous_stage(run_dir)
-    if model.startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
-        raise OkapiError(f"model folder {model} does not exist")
+    model = check_model_path(model_args.model_name_or_path or previous_stage(run_args, "sft"))
     langs = resolve_langs(run_args.lang)
 
     data = load_dataset(langs, "ranking", run_args.dataset_path)
@@ -71,8 +77,8 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         raise OkapiError(
             f"the ranking data of {', '.join(langs)} has no train split (splits: {', '.join(data)})"
         )
-    train = _head(data["train"], run_args.max_train_samples)
-    evaluation = _head(data["validation"], run_args.max_eval_samples) if "validation" in data else None
+    train = head(data["train"], run_args.max_train_samples)
+    evaluation = head(data["validation"], run_args.max_eval_samples) if "validation" in data else None
     if evaluation is None and config.eval_strategy != "no":
         logger.warning("no validation split in %s: evaluation is turned off", run_args.dataset_path)
         config.eval_strategy = "no"
@@ -82,10 +88,7 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
         config.num_unfrozen_layers = None
     quantization = get_quantization_config(model_args)
-    init = {"revision": model_args.model_revision, "attn_implementation": model_args.attn_implementation}
-    if model_args.dtype not in (None, "auto"):
-        init["dtype"] = model_args.dtype
-    config.model_init_kwargs = {**(config.model_init_kwargs or {}), **{k: v for k, v in init.items() if v}}
+    config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
     trainer = RankedRewardTrainer(
         model,
         args=config,
@@ -97,14 +100,7 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
         trainer.save_data_reports(out)
-    resume = config.resume_from_checkpoint
-    if resume in ("true", "True", "last"):  # the newest checkpoint of this run, as `key=value` can say it
-        resume = get_last_checkpoint(str(out))
-        if resume is None:
-            raise OkapiError(
-                f"resume_from_checkpoint={config.resume_from_checkpoint}: no checkpoint in {out}"
-            )
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
     trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
     metrics = trainer.evaluate() if evaluation is not None else {}
 
@@ -120,20 +116,6 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         _write_card(out, model, langs, run_args, config, trainer, metrics)
     logger.info("reward model saved to %s", out)
     return out
-
-
-def _previous_stage(run_dir: Path) -> str:
-    sft = run_dir / "sft"
-    if (sft / "config.json").is_file():
-        return str(sft)
-    raise OkapiError(
-        f"no model to start from: pass --model (an SFT checkpoint or any causal LM), set model_name_or_path "
-        f"in the recipe, or train the SFT stage first so that {sft} exists"
-    )
-
-
-def _head(dataset, n: int | None):
-    return dataset if n is None else dataset.select(range(min(n, len(dataset))))
 
 
 def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
