@@ -52,3 +52,26 @@ def freeze_bottom_layers(model: nn.Module, num_unfrozen_layers: int) -> int:
         total,
     )
     return trainable
+
+
+def check_tokenizers_match(policy_tokenizer, reward_tokenizer, policy_name: str, reward_name: str) -> None:
+    """Fail before training when the reward model would read the policy's token ids differently.
+
+    RLHF scores the policy's generated ids (PPO) or their decoded text re-tokenized (RLOO/GRPO); either
+    way a reward model trained with another vocabulary scores garbage without any error, so we refuse.
+    """
+    policy_vocab, reward_vocab = policy_tokenizer.get_vocab(), reward_tokenizer.get_vocab()
+    if policy_vocab != reward_vocab:
+        only_policy = len(policy_vocab.keys() - reward_vocab.keys())
+        only_reward = len(reward_vocab.keys() - policy_vocab.keys())
+        raise ConfigError(
+            f"the policy {policy_name} and the reward model {reward_name} have different tokenizers "
+            f"({len(policy_vocab)} vs {len(reward_vocab)} tokens; {only_policy} only in the policy, "
+            f"{only_reward} only in the reward model, others mapped to different ids): train the reward "
+            "model from the policy's SFT checkpoint (`okapi-hf train rm`), or pass a matching reward_model_path"
+        )
+    if policy_tokenizer.eos_token != reward_tokenizer.eos_token:
+        raise ConfigError(
+            f"the policy {policy_name} ends responses with {policy_tokenizer.eos_token!r} but the reward model "
+            f"{reward_name} was trained with {reward_tokenizer.eos_token!r}"
+        )
