@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from huggingface_hub import DatasetCard
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -18,7 +20,11 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
         "load every config",
         "tiny models",
         "okapi prompt",
+        "sft",
         "reward model",
+        "ppo",
+        "okapi eval",
+        "chat",
     ):
         assert stage in printed
     assert f"{3 * len(SAMPLE_LANGS)} configs" in printed
@@ -27,9 +33,20 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
         assert (out / "models" / f"tiny-{arch}" / "model.safetensors").is_file()
         AutoModelForCausalLM.from_pretrained(out / "models" / f"tiny-{arch}")
     assert "### Response:\n" in printed
-    rm = out / "runs" / "pipeline" / "rm"
+    runs = out / "runs" / "pipeline"
+    rm = runs / "rm"
     assert AutoModelForSequenceClassification.from_pretrained(rm).config.num_labels == 1
-    assert f"saved to {rm}" in printed
+    for stage in ("sft", "rm", "rl"):
+        assert f"saved to {runs / stage}" in printed
+        assert (runs / stage / "model.safetensors").is_file() and (runs / stage / "README.md").is_file()
+    # the stages chained: rm started from the SFT output, PPO from SFT with that reward model
+    assert "runs/pipeline/sft" in (rm / "README.md").read_text()
+    rl_card = (runs / "rl" / "README.md").read_text()
+    assert "runs/pipeline/sft" in rl_card and "runs/pipeline/rm" in rl_card
+    results = json.loads((out / "eval" / "results.json").read_text())["results"]
+    assert 0.0 <= results["okapi_arc_ru"]["acc,none"] <= 1.0
+    assert "okapi_arc_ru acc" in printed
+    assert "user: " in printed and "\nassistant: " in printed
 
 
 def test_quickstart_rejects_a_language_without_sample_text(tmp_path, capsys):

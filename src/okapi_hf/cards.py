@@ -146,3 +146,14 @@ def render_model_card(
         citation=OKAPI_CITATION,
     )
     return str(card)
+
+
+# How to prompt a policy trained by any stage (SFT with Okapi's template, RLHF, DPO), for model cards.
+POLICY_USAGE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+from okapi_hf import extract_response, format_prompt
+
+tokenizer = AutoTokenizer.from_pretrained("{path}")
+model = AutoModelForCausalLM.from_pretrained("{path}")
+inputs = tokenizer(format_prompt("...instruction..."), return_tensors="pt")
+output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.75, top_k=40)
+print(extract_response(tokenizer.decode(output[0], skip_special_tokens=True)))"""

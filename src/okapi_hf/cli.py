@@ -86,9 +86,8 @@ def _eval_run(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    import importlib
+    from okapi_hf.train.pipeline import run_stage
 
-    module = importlib.import_module(f"okapi_hf.train.run_{args.stage}")
     flags = {
         "lang": args.lang,
         "model_name_or_path": args.model,
@@ -96,14 +95,31 @@ def _train(args: argparse.Namespace) -> None:
         "run": args.run,
         "output_dir": args.output_dir,
     }
-    out = module.main(args.overrides, recipe=args.recipe, **flags)
+    out = run_stage(args.stage, args.overrides, recipe=args.recipe, **flags)
     print(f"saved to {out}")
+
+
+def _train_all(args: argparse.Namespace) -> None:
+    from okapi_hf.train.pipeline import train_all
+
+    recipes = {"sft": args.sft_recipe, "rm": args.rm_recipe, "rl": args.rl_recipe}
+    outputs = train_all(
+        args.overrides,
+        recipe=args.recipe,
+        stage_recipes={k: v for k, v in recipes.items() if v},
+        lang=args.lang,
+        model_name_or_path=args.model,
+        dataset_path=args.data,
+        run=args.run,
+    )
+    for stage, out in outputs.items():
+        print(f"{stage}: saved to {out}")
 
 
 def _quickstart(args: argparse.Namespace) -> None:
     from okapi_hf.quickstart import run_quickstart
 
-    run_quickstart(args.out, lang=args.lang)
+    run_quickstart(args.out, lang=args.lang, model=args.model)
 
 
 def _count(text: str) -> int:
@@ -111,6 +127,20 @@ def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a count of zero or more, got {text!r}")
     return int(text)
+
+
+def _train_flags(p: argparse.ArgumentParser, default_recipe: str | None, model_help: str) -> None:
+    p.add_argument("--lang", help="language code(s), a group, okapi or all")
+    recipe_help = "a shipped recipe name or a YAML file"
+    if default_recipe is None:
+        recipe_help += " for every stage (default: each stage's own, e.g. tiny for a CPU smoke test)"
+    p.add_argument("--recipe", default=default_recipe, help=recipe_help)
+    p.add_argument("--model", help=model_help)
+    p.add_argument(
+        "--data", help="built dataset folder or Hub repo id (default: $OKAPI_HF_DATASET or okapi_hf)"
+    )
+    p.add_argument("--run", help="run name; stages chain under runs/<run>/ (default: okapi-<lang>)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override one recipe value")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,26 +155,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("quickstart", help="run the whole pipeline on sample data and tiny models")
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
     p.add_argument("--lang", default="vi", help="language to train and chat in")
+    p.add_argument("--model", help="a real model (Hub id or folder) to start SFT from instead of a tiny one")
     p.set_defaults(func=_quickstart)
 
     training = commands.add_parser("train", help="train a stage from a recipe").add_subparsers(
         dest="stage", required=True
     )
+    stages = {
+        "sft": ("supervised fine-tuning on translated Alpaca (trl SFTTrainer)", "bloom-7b1", "a base model"),
+        "rm": ("K-wise ranked reward model (RankedRewardTrainer)", "okapi", "runs/<run>/sft"),
+        "rl": ("RLHF: okapi-hf PPO (default), or RLOO / GRPO through trl", "okapi", "runs/<run>/sft"),
+        "dpo": ("listwise DPO on the K-wise rankings, no RL", "okapi", "runs/<run>/sft"),
+    }
+    for stage, (help_text, default_recipe, default_model) in stages.items():
+        p = training.add_parser(
+            stage,
+            help=help_text,
+            epilog="Any field of the stage's config, trl.ModelConfig or RunArguments can be set as key=value.",
+        )
+        _train_flags(p, default_recipe, f"checkpoint to start from (default: {default_model})")
+        p.add_argument("--output-dir", help=f"write here instead of runs/<run>/{stage}")
+        p.set_defaults(func=_train)
     p = training.add_parser(
-        "rm",
-        help="K-wise ranked reward model (RankedRewardTrainer)",
-        epilog="Any field of RankedRewardConfig, trl.ModelConfig or RunArguments can be set as key=value.",
+        "all",
+        help="sft, then rm, then rl, each finding the previous stage under runs/<run>/",
+        epilog="key=value applies to every stage; prefix it (sft.max_steps=10) for one stage.",
     )
-    p.add_argument("--lang", help="language code(s), a group, okapi or all")
-    p.add_argument("--recipe", default="okapi", help="a shipped recipe (okapi, tiny) or a YAML file")
-    p.add_argument("--model", help="checkpoint to start from (default: runs/<run>/sft)")
-    p.add_argument(
-        "--data", help="built dataset folder or Hub repo id (default: $OKAPI_HF_DATASET or okapi_hf)"
-    )
-    p.add_argument("--run", help="run name; outputs go to runs/<run>/rm (default: okapi-<lang>)")
-    p.add_argument("--output-dir", help="write here instead of runs/<run>/rm")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="override one recipe value")
-    p.set_defaults(func=_train)
+    _train_flags(p, None, "base model the SFT stage starts from")
+    for stage in ("sft", "rm", "rl"):
+        p.add_argument(f"--{stage}-recipe", help=f"recipe of the {stage} stage only")
+    p.set_defaults(func=_train_all)
 
     evaluation = commands.add_parser("eval", help="Okapi benchmarks through lm-eval").add_subparsers(
         dest="eval_command", required=True

@@ -1,7 +1,9 @@
 """``okapi-hf quickstart``: every stage of the pipeline once, on sample data and tiny models.
 
-Each stage is a function that returns a one-line result; the runner times them and ends with a
-summary table, so a newcomer sees what ran, what it made and where it lies.
+Data, SFT, the K-wise reward model, PPO, a small Okapi evaluation through lm-eval and one chat reply,
+for one language, in a few minutes on a laptop CPU. Each stage is a function that returns a one-line
+result; the runner times them and ends with a summary table, so a newcomer sees what ran, what it
+made and where it lies. ``model=`` swaps the tiny random model for a real one (same stages).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from okapi_hf.errors import OkapiError
 from okapi_hf.languages import get_language
 
 
-def run_quickstart(out: str | Path = "runs/quickstart", lang: str = "vi") -> list[tuple[str, str, float]]:
+def run_quickstart(
+    out: str | Path = "runs/quickstart", lang: str = "vi", model: str | None = None
+) -> list[tuple[str, str, float]]:
     """Run the stages into ``out`` and print a summary; returns (stage, result, seconds) rows."""
     from okapi_hf.data.sample import SAMPLE_LANGS
 
@@ -28,7 +32,11 @@ def run_quickstart(out: str | Path = "runs/quickstart", lang: str = "vi") -> lis
         ("load every config", lambda: _load(out)),
         ("tiny models", lambda: _models(out)),
         ("okapi prompt", lambda: _prompt(out, lang)),
-        ("reward model", lambda: _reward_model(out, lang)),
+        ("sft", lambda: _train(out, lang, "sft", model or str(out / "models" / "tiny-llama"))),
+        ("reward model", lambda: _train(out, lang, "rm")),
+        ("ppo", lambda: _train(out, lang, "rl")),
+        ("okapi eval", lambda: _evaluate(out, lang)),
+        ("chat", lambda: _chat(out, lang)),
     ]
     results = []
     for i, (name, stage) in enumerate(stages, start=1):
@@ -92,20 +100,93 @@ def _prompt(out: Path, lang: str) -> str:
     return f"{len(tokenizer(text).input_ids)} tokens for one {lang} training example"
 
 
-def _reward_model(out: Path, lang: str) -> str:
+def _train(out: Path, lang: str, stage: str, model: str | None = None) -> str:
+    """One stage with its CPU recipe; each finds the previous one under runs/pipeline/."""
     import json
 
-    from okapi_hf.train.run_rm import main
+    from okapi_hf.train.pipeline import run_stage
 
-    rm = main(
+    path = run_stage(
+        stage,
         [],
         recipe="tiny",
         lang=lang,
-        model_name_or_path=str(out / "models" / "tiny-llama"),
+        model_name_or_path=model,
         dataset_path=str(out / "okapi_hf"),
         runs_dir=str(out / "runs"),
         run="pipeline",
     )
-    history = json.loads((rm / "trainer_state.json").read_text())["log_history"]
-    losses = [h["loss"] for h in history if "loss" in h]
-    return f"K-wise reward model, loss {losses[0]:.3f} -> {losses[-1]:.3f}, saved to {rm}"
+    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    key = "reward/score" if stage == "rl" else "loss"
+    curve = [h[key] for h in history if key in h]
+    what = {"sft": "SFT", "rm": "K-wise reward model", "rl": "PPO policy"}[stage]
+    return f"{what}, {key} {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} logs, saved to {path}"
+
+
+def _evaluate(out: Path, lang: str) -> str:
+    """okapi_arc_<lang> through lm-eval on sample items (real translated ARC when OKAPI_HF_EVAL_DIR is set)."""
+    import json
+    import os
+
+    from okapi_hf.eval.harness import run_eval
+
+    eval_dir = os.environ.get("OKAPI_HF_EVAL_DIR") or str(_sample_eval(out, lang))
+    policy = out / "runs" / "pipeline" / "rl"
+    previous = os.environ.get("OKAPI_HF_EVAL_DIR")
+    os.environ["OKAPI_HF_EVAL_DIR"] = eval_dir
+    try:
+        run_eval("hf", f"pretrained={policy}", lang, "arc", out / "eval", limit=8, device="cpu")
+    finally:
+        if previous is None:
+            os.environ.pop("OKAPI_HF_EVAL_DIR")
+    results = json.loads((out / "eval" / "results.json").read_text())["results"][f"okapi_arc_{lang}"]
+    return (
+        f"okapi_arc_{lang} acc {results['acc,none']:.3f} on 8 items from {eval_dir}, report in {out / 'eval'}"
+    )
+
+
+def _sample_eval(out: Path, lang: str) -> Path:
+    """ARC-format items in the release layout made from the sample SFT rows (the answer is the row's output).
+
+    Only a wiring check: the real translated benchmarks come from the Hub or ``OKAPI_HF_EVAL_DIR``.
+    """
+    import json
+    import random
+
+    from okapi_hf.data.load import load_dataset
+
+    rows = load_dataset(lang, "sft", path=out / "okapi_hf", split="train").to_list()
+    rng = random.Random(0)
+    items = []
+    for i, row in enumerate(rows):
+        wrong = rng.sample([r["output"] for j, r in enumerate(rows) if j != i], 3)
+        answer = rng.randrange(4)
+        options = [*wrong[:answer], row["output"], *wrong[answer:]]
+        item = {"id": f"sample/{lang}/{i}", "instruction": row["instruction"], "answer": "ABCD"[answer]}
+        items.append(item | {f"option_{c}": text for c, text in zip("abcd", options, strict=True)})
+    folder = out / "eval_data"
+    (folder / "m_arc").mkdir(parents=True, exist_ok=True)
+    # ARC draws 25 shots from train, so every item goes there; the 8 scored ones repeat in test
+    for split, part in (("train", items), ("validation", items[-8:]), ("test", items[-8:])):
+        (folder / "m_arc" / f"{lang}_{split}.json").write_text(json.dumps(part, ensure_ascii=False, indent=1))
+    return folder
+
+
+def _chat(out: Path, lang: str) -> str:
+    """One reply from the PPO policy with Okapi's chat sampling settings."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from okapi_hf.data.load import load_dataset
+    from okapi_hf.prompts import extract_response, format_prompt
+
+    policy = out / "runs" / "pipeline" / "rl"
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    model = AutoModelForCausalLM.from_pretrained(policy)
+    question = load_dataset(lang, "rl", path=out / "okapi_hf", split="train")[0]
+    inputs = tokenizer(format_prompt(question["instruction"], question["input"]), return_tensors="pt")
+    output = model.generate(
+        **inputs, do_sample=True, top_p=0.75, top_k=40, max_new_tokens=32, pad_token_id=tokenizer.pad_token_id
+    )
+    reply = extract_response(tokenizer.decode(output[0], skip_special_tokens=True))
+    print(f"user: {question['instruction']}\nassistant: {reply}")
+    return f"{len(tokenizer(reply).input_ids)}-token reply from {policy} (a tiny random model babbles)"

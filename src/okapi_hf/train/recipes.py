@@ -7,6 +7,7 @@ so a run is described by one file, and the resolved values are written next to i
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from trl import ModelConfig, TrlParser
 
 from okapi_hf.errors import OkapiError
 
+logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
@@ -47,6 +49,10 @@ class RunArguments:
         return Path(self.runs_dir) / name
 
 
+# `--recipe okapi` means the paper's setting at every stage; Okapi's main SFT model was BLOOM-7B1
+RECIPE_ALIASES = {("sft", "okapi"): "bloom-7b1"}
+
+
 def recipe_file(stage: str, recipe: str) -> Path:
     """A shipped recipe by name (``recipes/<stage>/<name>.yaml``) or a path to a YAML file."""
     path = Path(recipe)
@@ -54,6 +60,7 @@ def recipe_file(stage: str, recipe: str) -> Path:
         if not path.is_file():
             raise OkapiError(f"recipe file {path} does not exist")
         return path
+    recipe = RECIPE_ALIASES.get((stage, recipe), recipe)
     shipped = RECIPES_DIR / stage / f"{recipe}.yaml"
     if not shipped.is_file():
         names = sorted(p.stem for p in (RECIPES_DIR / stage).glob("*.yaml"))
@@ -118,6 +125,18 @@ def previous_stage(run_args: RunArguments, stage: str) -> str:
     )
 
 
+def output_folder(run_args: RunArguments, config: Any, stage: str) -> Path:
+    """``runs/<run>/<stage>`` unless the config names another ``output_dir``; set on the config too."""
+    if config.output_dir in (None, "trainer_output"):
+        config.output_dir = str(run_args.run_dir() / stage)
+    return Path(config.output_dir)
+
+
+def start_model(model_args: ModelConfig, run_args: RunArguments) -> str:
+    """``--model`` if given, else this run's SFT output (or an error naming `okapi-hf train sft`)."""
+    return check_model_path(model_args.model_name_or_path or previous_stage(run_args, "sft"))
+
+
 def check_model_path(path: str) -> str:
     """A local-looking path must exist (anything else is treated as a Hub id by from_pretrained)."""
     if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
@@ -148,6 +167,38 @@ def model_init_kwargs(model_args: ModelConfig, existing: dict | None = None) -> 
     if model_args.dtype not in (None, "auto"):
         init["dtype"] = model_args.dtype
     return {**(existing or {}), **{k: v for k, v in init.items() if v}}
+
+
+def load_splits(run_args: RunArguments, langs: list[str], subset: str, config: Any = None) -> tuple[Any, Any]:
+    """The train split (whole: a stage may mix before taking ``max_train_samples``) and the validation head.
+
+    Without a validation split, evaluation is turned off on ``config`` (with a warning).
+    """
+    from okapi_hf.data.load import load_dataset
+
+    data = load_dataset(langs, subset, run_args.dataset_path)
+    if "train" not in data:
+        raise OkapiError(
+            f"the {subset} data of {', '.join(langs)} has no train split (splits: {', '.join(data)})"
+        )
+    if "validation" in data:
+        return data["train"], head(data["validation"], run_args.max_eval_samples)
+    if config is not None and config.eval_strategy != "no":
+        logger.warning("no validation split in %s: evaluation is turned off", run_args.dataset_path)
+        config.eval_strategy = "no"
+    return data["train"], None
+
+
+def save_trained(trainer: Any, out: str | Path, use_peft: bool) -> None:
+    """Weights (safetensors) and tokenizer; LoRA is merged first so the result loads without peft."""
+    if not use_peft:
+        trainer.save_model(str(out))
+        return
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged.save_pretrained(out)
+        trainer.processing_class.save_pretrained(out)
 
 
 def write_run_config(out_dir: str | Path, *configs: Any) -> Path:

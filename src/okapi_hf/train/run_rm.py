@@ -14,17 +14,17 @@ from pathlib import Path
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card
-from okapi_hf.data.load import load_dataset
-from okapi_hf.errors import OkapiError
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.recipes import (
     RunArguments,
-    check_model_path,
     head,
+    load_splits,
     model_init_kwargs,
+    output_folder,
     parse_stage_args,
-    previous_stage,
     resolve_resume,
+    save_trained,
+    start_model,
     write_run_config,
 )
 from okapi_hf.train.reward import RankedRewardConfig, RankedRewardTrainer
@@ -65,23 +65,12 @@ def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path
 
 def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model_args: ModelConfig) -> Path:
     """The whole stage from Python: data, model, training, evaluation, saving, card."""
-    run_dir = run_args.run_dir()
-    if config.output_dir in (None, "trainer_output"):
-        config.output_dir = str(run_dir / "rm")
-    out = Path(config.output_dir)
-    model = check_model_path(model_args.model_name_or_path or previous_stage(run_args, "sft"))
+    out = output_folder(run_args, config, "rm")
+    model = start_model(model_args, run_args)
     langs = resolve_langs(run_args.lang)
 
-    data = load_dataset(langs, "ranking", run_args.dataset_path)
-    if "train" not in data:
-        raise OkapiError(
-            f"the ranking data of {', '.join(langs)} has no train split (splits: {', '.join(data)})"
-        )
-    train = head(data["train"], run_args.max_train_samples)
-    evaluation = head(data["validation"], run_args.max_eval_samples) if "validation" in data else None
-    if evaluation is None and config.eval_strategy != "no":
-        logger.warning("no validation split in %s: evaluation is turned off", run_args.dataset_path)
-        config.eval_strategy = "no"
+    train, evaluation = load_splits(run_args, langs, "ranking", config)
+    train = head(train, run_args.max_train_samples)
 
     model_args.lora_task_type = "SEQ_CLS"  # LoRA must keep the fresh reward head trainable
     if model_args.use_peft and config.num_unfrozen_layers is not None:
@@ -104,14 +93,7 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
     trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
     metrics = trainer.evaluate() if evaluation is not None else {}
 
-    if model_args.use_peft:  # merge, so the result loads without peft like any reward model
-        trainer.accelerator.wait_for_everyone()
-        if trainer.is_world_process_zero():
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(out)
-            trainer.processing_class.save_pretrained(out)
-    else:
-        trainer.save_model(out)
+    save_trained(trainer, out, model_args.use_peft)
     if trainer.is_world_process_zero():
         _write_card(out, model, langs, run_args, config, trainer, metrics)
     logger.info("reward model saved to %s", out)

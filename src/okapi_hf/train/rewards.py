@@ -1,0 +1,246 @@
+"""Reward functions for trl's RLOO and GRPO trainers: our reward model, and a language-fidelity score.
+
+Both follow trl's reward-function signature ``f(prompts, completions, **dataset_columns) -> list[float]``
+and carry a ``__name__``, which trl uses to log each reward as ``rewards/<name>/mean``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from trl.trainer.utils import pad
+
+from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.languages import get_language
+
+# -- the reward model -----------------------------------------------------------------------------------
+
+
+class RewardModelScorer:
+    """Scores prompt+completion with a reward model from ``okapi-hf train rm``, exactly as it was trained.
+
+    The reward model saw every ranked response as tokenizer(Okapi prompt + response + eos), with the
+    tokenizer's own special tokens (see ``reward._RowTokenizer``), and reads its score at the last token.
+    trl's built-in path-string reward model scores ``prompt + completion`` without the eos and with
+    ``add_special_tokens=False``, so the score would be read at a position the model was never trained to
+    score; this class exists to remove that mismatch. Like training, it appends eos only when padding can
+    be told apart from eos (a tokenizer without a pad token pads with eos and trained without it).
+
+    Chat prompts (lists of messages) are rendered with the tokenizer's chat template, as training does.
+    Scoring is batched, without gradients, in eval mode, right-padded; the result is plain floats.
+    """
+
+    def __init__(
+        self,
+        path_or_model: str | Path | PreTrainedModel,
+        tokenizer: Any = None,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+        name: str = "reward_model",
+        **model_kwargs: Any,
+    ):
+        if batch_size < 1:
+            raise ConfigError(f"RewardModelScorer: batch_size must be at least 1, got {batch_size}")
+        if isinstance(path_or_model, (str, Path)):
+            self.source = str(path_or_model)
+            model = AutoModelForSequenceClassification.from_pretrained(self.source, **model_kwargs)
+        else:
+            model = path_or_model
+            self.source = model.config._name_or_path
+        if model.config.num_labels != 1:
+            raise ConfigError(
+                f"the reward model {self.source} has {model.config.num_labels} outputs; a reward model from "
+                "`okapi-hf train rm` has exactly one (num_labels=1)"
+            )
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(self.source)
+        if self.tokenizer.pad_token_id is not None:
+            self.pad_token_id = self.tokenizer.pad_token_id
+            eos = self.tokenizer.eos_token
+            self.eos = eos if eos is not None and eos != self.tokenizer.pad_token else ""
+        elif self.tokenizer.eos_token_id is not None:  # what reward.py's _resolve_pad_token did in training
+            self.pad_token_id, self.eos = self.tokenizer.eos_token_id, ""
+        else:
+            raise ConfigError(f"the tokenizer of {self.source} has neither a pad token nor an eos token")
+        # sequence classification reads the score at the last token that is not config.pad_token_id
+        model.config.get_text_config().pad_token_id = self.pad_token_id
+        if device is None:  # a loaded model stays where it is; a path goes to this process's device
+            device = PartialState().device if isinstance(path_or_model, (str, Path)) else model.device
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.batch_size = batch_size
+        self.__name__ = name  # trl logs a reward function by its __name__
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def token_ids(self, prompt: str | list[dict], completion: str | list[dict]) -> list[int]:
+        """The ids the reward model reads for one prompt and completion (the training format)."""
+        if isinstance(prompt, list):  # chat messages; the template closes the assistant turn itself
+            messages = [*prompt, *(completion if isinstance(completion, list) else [_assistant(completion)])]
+            return self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        return self.tokenizer(prompt + _completion_text(completion) + self.eos)["input_ids"]
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
+        if len(prompts) != len(completions):
+            raise DataError(f"{len(prompts)} prompts but {len(completions)} completions")
+        sequences = [self.token_ids(p, c) for p, c in zip(prompts, completions, strict=True)]
+        scores: list[float] = []
+        with torch.no_grad():
+            for start in range(0, len(sequences), self.batch_size):
+                batch = [torch.tensor(ids) for ids in sequences[start : start + self.batch_size]]
+                input_ids = pad(batch, padding_value=self.pad_token_id, padding_side="right")
+                attention_mask = pad(
+                    [torch.ones_like(ids) for ids in batch], padding_value=0, padding_side="right"
+                )
+                logits = self.model(
+                    input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+                ).logits
+                scores.extend(logits[:, 0].float().tolist())
+        return scores
+
+
+def _completion_text(completion: str | list[dict]) -> str:
+    """A completion as text: trl passes strings, or a list of messages for chat datasets."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(message.get("content") or "" for message in completion)
+
+
+def _assistant(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": text}
+
+
+# -- language fidelity ----------------------------------------------------------------------------------
+
+# Unicode character names begin with the script's name ("DEVANAGARI LETTER HA"), except these.
+SCRIPT_NAME_PREFIXES: dict[str, tuple[str, ...]] = {
+    "Han": ("CJK ",),
+    "Japanese": ("HIRAGANA", "KATAKANA", "CJK "),
+}
+
+# Letters a Latin-script language writes beyond ASCII, and roughly which share of its words carry one
+# (rough guesses, not measurements). None: too rare to expect in a response of ordinary length.
+LATIN_DIACRITICS: dict[str, tuple[str, float | None]] = {
+    "vi": ("àáâãèéêìíòóôõùúýăđĩũơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ", 0.6),
+    "de": ("äöüß", 0.08),
+    "fr": ("àâæçéèêëîïôœùûüÿ", 0.12),
+    "es": ("áéíñóúü", 0.1),
+    "it": ("àèéìíîòóù", 0.05),
+    "nl": ("éëïóöü", None),
+    "id": ("", None),
+    "hu": ("áéíóöőúüű", 0.3),
+    "ro": ("ăâîșțşţ", 0.15),
+    "da": ("æøå", 0.1),
+    "sk": ("áäčďéíĺľňóôŕšťúýž", 0.3),
+    "ca": ("àçèéíïòóúü", 0.12),
+    "hr": ("čćđšž", 0.12),
+    "eu": ("ñ", None),
+    "pt": ("áâãàçéêíóôõú", 0.12),
+    "sv": ("åäö", 0.15),
+}
+# Frequent English function words, minus those that are also common words of a Latin-script language
+# here ("of" and "is" are Dutch, "was" and "an" German, "to" and "on" Slovak and Croatian, ...).
+ENGLISH_MARKERS = frozenset(
+    word
+    for line in (
+        "the and of is are was were with that this you for it which have has be not what they their there",
+        "will would can from your these been should about because into than to or at by on an as we he",
+        "she his her its our when how who why if do does",
+    )
+    for word in line.split()
+)
+ENGLISH_MARKER_EXCEPTIONS: dict[str, frozenset[str]] = {
+    code: frozenset(words.split())
+    for code, words in {
+        "vi": "to do an",
+        "de": "was will an",
+        "fr": "on as",
+        "es": "he",
+        "it": "do",
+        "nl": "of is",
+        "hu": "be has",
+        "ro": "are",
+        "da": "for at by her",
+        "sk": "to on",
+        "ca": "can on",
+        "hr": "to on do",
+        "eu": "on",
+        "pt": "as do",
+        "sv": "for by",
+    }.items()
+}
+ENGLISH_MARKER_SHARE = 0.2  # English prose has about this share of marker words (or more); it scores 0
+DIACRITIC_WEIGHT = 0.5  # missing diacritics can halve a score at most: unaccented text is still the language
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def language_score(text: str, lang: str) -> float:
+    """How much ``text`` looks written in ``lang``, in [0, 1]: a heuristic, not a language identifier.
+
+    Non-Latin scripts: the share of letters in the language's script (from the registry), so drifting
+    into English (Latin letters) lowers it. Latin-script languages: the share of Latin letters, times a
+    penalty for English function words (``ENGLISH_MARKERS``; a share of ``ENGLISH_MARKER_SHARE`` or more
+    gives 0), times a diacritics factor: a text long enough to expect at least two words with the
+    language's own letters (``LATIN_DIACRITICS``) but showing fewer loses up to ``DIACRITIC_WEIGHT``.
+    Text with no letters at all (empty, only digits or punctuation) scores 0: it shows no language.
+    Known blind spots: languages of one script are not told apart (Hindi vs Marathi, Russian vs
+    Ukrainian, German vs Dutch), and a short English text without function words passes.
+    """
+    language = get_language(lang)
+    letters = [ch for ch in unicodedata.normalize("NFC", text) if _is_letter(ch)]
+    if not letters:
+        return 0.0
+    prefixes = SCRIPT_NAME_PREFIXES.get(language.script, (language.script.upper() + " ",))
+    in_script = sum(unicodedata.name(ch, "").startswith(prefixes) for ch in letters) / len(letters)
+    if language.script != "Latin" or language.code == "en":
+        return in_script
+    words = _WORD.findall(unicodedata.normalize("NFC", text).lower())
+    markers = ENGLISH_MARKERS - ENGLISH_MARKER_EXCEPTIONS.get(language.code, frozenset())
+    english = min(1.0, sum(w in markers for w in words) / len(words) / ENGLISH_MARKER_SHARE)
+    return in_script * (1.0 - english) * _diacritics_factor(words, language.code)
+
+
+def _is_letter(ch: str) -> bool:
+    """Letters and the vowel signs of Indic scripts; stray combining accents (NFD leftovers) are not."""
+    return unicodedata.category(ch)[0] in "LM" and not unicodedata.name(ch, "").startswith("COMBINING")
+
+
+def _diacritics_factor(words: list[str], code: str) -> float:
+    special, typical = LATIN_DIACRITICS.get(code, ("", None))
+    if typical is None or len(words) * typical < 2:  # too short to expect any: no evidence either way
+        return 1.0
+    marked = sum(any(ch in special for ch in word) for word in words) / len(words)
+    return 1.0 - DIACRITIC_WEIGHT * (1.0 - min(1.0, marked / typical))
+
+
+def language_fidelity_reward(
+    prompts: Sequence, completions: Sequence, lang: Sequence[str] | None = None, **kwargs: Any
+) -> list[float]:
+    """trl reward function: :func:`language_score` of each completion in its row's ``lang``.
+
+    1.0 when the completion is in the prompt's language, lower as it drifts (multilingual policies drift
+    into English); an empty completion scores 0. Needs the dataset's ``lang`` column.
+    """
+    if lang is None:
+        raise DataError(
+            "language_fidelity_reward needs the dataset's `lang` column (a registry code per row); "
+            "keep it in the RL prompts"
+        )
+    if len(lang) != len(completions):
+        raise DataError(
+            f"language_fidelity_reward: {len(completions)} completions but {len(lang)} `lang` values"
+        )
+    return [_cached_score(_completion_text(c), code) for c, code in zip(completions, lang, strict=True)]
+
+
+@functools.lru_cache(maxsize=4096)  # GRPO/RLOO groups often repeat a completion; scoring is pure
+def _cached_score(text: str, lang: str) -> float:
+    return language_score(text, lang)

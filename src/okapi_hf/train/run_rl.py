@@ -1,0 +1,165 @@
+"""``okapi-hf train rl``: RLHF of the SFT policy against the reward model, by PPO (default), RLOO or GRPO.
+
+The recipe's ``algorithm`` key (or ``algorithm=...``) picks the trainer: ``ppo`` is okapi-hf's own
+``PPOTrainer`` with Okapi's settings; ``rloo`` and ``grpo`` go through trl (``okapi_hf.train.rl``).
+The policy defaults to ``runs/<run>/sft`` and the reward model to ``runs/<run>/rm``; the result, a
+plain causal LM, goes to ``runs/<run>/rl``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl import ModelConfig
+
+from okapi_hf.cards import POLICY_USAGE, render_model_card
+from okapi_hf.errors import OkapiError
+from okapi_hf.languages import resolve_langs
+from okapi_hf.train.ppo import PPOConfig, PPOTrainer
+from okapi_hf.train.recipes import (
+    RunArguments,
+    check_model_path,
+    head,
+    load_splits,
+    model_init_kwargs,
+    output_folder,
+    parse_stage_args,
+    previous_stage,
+    recipe_file,
+    resolve_resume,
+    start_model,
+    write_run_config,
+)
+from okapi_hf.train.utils import check_tokenizers_match
+
+logger = logging.getLogger(__name__)
+
+ALGORITHMS = ("ppo", "rloo", "grpo")
+CARD_HYPERPARAMETERS = (
+    "num_rollouts",
+    "ppo_epochs",
+    "init_kl_coef",
+    "target_kl",
+    "kl_horizon",
+    "gamma",
+    "lam",
+    "cliprange",
+    "cliprange_value",
+    "vf_coef",
+    "reward_clip",
+    "num_unfrozen_layers",
+    "learning_rate",
+    "max_prompt_length",
+    "max_new_tokens",
+    "temperature",
+    "language_reward_weight",
+    "seed",
+)
+
+
+def config_class(algorithm: str) -> type:
+    """The config dataclass of an RL algorithm."""
+    if algorithm == "ppo":
+        return PPOConfig
+    from okapi_hf.train.rl import OkapiGRPOConfig, OkapiRLOOConfig
+
+    if algorithm == "rloo":
+        return OkapiRLOOConfig
+    if algorithm == "grpo":
+        return OkapiGRPOConfig
+    raise OkapiError(f"unknown RL algorithm {algorithm!r}; expected one of: {', '.join(ALGORITHMS)}")
+
+
+def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path:
+    """Parse the recipe (whose ``algorithm`` picks the config), overrides and flags, then train."""
+    algorithm = _algorithm(recipe, argv)
+    run_args, config, model_args = parse_stage_args("rl", config_class(algorithm), recipe, argv, **flags)
+    if algorithm == "ppo":
+        return train_ppo(run_args, config, model_args)
+    from okapi_hf.train.rl import train_trl_rl
+
+    return train_trl_rl(run_args, config, model_args)
+
+
+def _algorithm(recipe: str, argv: list[str]) -> str:
+    for item in argv:
+        key, _, value = item.partition("=")
+        if key.removeprefix("--") == "algorithm":
+            return value
+    values = yaml.safe_load(recipe_file("rl", recipe).read_text()) or {}
+    return values.get("algorithm", "ppo")
+
+
+def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig) -> Path:
+    """The PPO stage from Python: policy, reference, reward model, prompts, training, saving, card."""
+    out = output_folder(run_args, config, "rl")
+    policy_path = start_model(model_args, run_args)
+    rm_path = check_model_path(config.reward_model_path or previous_stage(run_args, "rm"))
+    langs = resolve_langs(run_args.lang)
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_path, revision=model_args.model_revision)
+    rm_tokenizer = AutoTokenizer.from_pretrained(rm_path)
+    check_tokenizers_match(tokenizer, rm_tokenizer, policy_path, rm_path)  # before any weights load
+    train, evaluation = load_splits(run_args, langs, "rl")
+    train = head(train, run_args.max_train_samples)
+
+    init = model_init_kwargs(model_args)
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, **init)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, **init)
+    reward_funcs, weights = [], []
+    if config.language_reward_weight:
+        from okapi_hf.train.rewards import language_fidelity_reward
+
+        reward_funcs, weights = [language_fidelity_reward], [config.language_reward_weight]
+    trainer = PPOTrainer(
+        policy,
+        config,
+        tokenizer,
+        train,
+        reward_model=reward_model,
+        reward_funcs=reward_funcs,
+        reward_weights=weights,
+        eval_dataset=evaluation,
+    )
+    if trainer.is_world_process_zero():
+        write_run_config(out, run_args, config, model_args)
+    trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
+    metrics = trainer.evaluate() if evaluation is not None else {}
+    trainer.save_model(out)
+    if trainer.is_world_process_zero():
+        trainer.save_state()  # trainer_state.json: every iteration's reward, KL, losses and timings
+        _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, metrics)
+    logger.info("PPO policy saved to %s", out)
+    return out
+
+
+def _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, metrics) -> None:
+    last = next((h for h in reversed(trainer.state.log_history) if "reward/score" in h), {})
+    shown = {
+        k: last[k]
+        for k in ("reward/score", "objective/kl", "objective/entropy", "response_length")
+        if k in last
+    }
+    shown.update(metrics)
+    card = render_model_card(
+        title=f"Okapi RLHF policy ({', '.join(langs)})",
+        description=(
+            "An instruction-following model tuned with PPO against a K-wise ranked reward model "
+            f"(`{rm_path}`), with a per-token KL penalty to its SFT starting point, as in Okapi."
+        ),
+        stage="RLHF (okapi-hf `PPOTrainer`)",
+        init_from=str(policy_path),
+        langs=langs,
+        data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
+        + ", ".join(f"`{lang}-rl`" for lang in langs),
+        usage=POLICY_USAGE.format(path=out),
+        hyperparameters={k: getattr(config, k) for k in CARD_HYPERPARAMETERS},
+        metrics=shown,
+        data_report=trainer.prompt_summary(),
+        tags=["rlhf", "ppo", "trl"],
+        pipeline_tag="text-generation",
+    )
+    (Path(out) / "README.md").write_text(card, encoding="utf-8")
