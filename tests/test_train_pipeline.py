@@ -1,0 +1,124 @@
+"""`okapi-hf train all` chains sft -> rm -> rl in one run folder; the `train` commands and recipe aliases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from okapi_hf.cli import build_parser, main
+from okapi_hf.data.build import build_dataset
+from okapi_hf.data.sample import write_sample_raw
+from okapi_hf.errors import OkapiError
+from okapi_hf.testing import make_tiny_model
+from okapi_hf.train.pipeline import DEFAULT_RECIPES, run_stage, train_all
+from okapi_hf.train.recipes import RECIPES_DIR, recipe_file
+
+OUTPUTS = ("config.json", "model.safetensors", "run_config.yaml", "README.md", "trainer_state.json")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    write_sample_raw(root / "raw", ["vi"])
+    build_dataset(root / "raw", root / "okapi_hf", ["vi"], ["sft", "ranking", "rl"], progress=False)
+    return {"root": root, "data": str(root / "okapi_hf"), "model": make_tiny_model("llama", root / "llama")}
+
+
+@pytest.fixture(scope="module")
+def pipeline(env):
+    """One `train all` with a shared override (every stage) and stage-prefixed ones (one stage each)."""
+    runs = env["root"] / "runs"
+    argv = ["train", "all", "--recipe", "tiny", "--lang", "vi", "--model", str(env["model"])]
+    argv += ["--data", env["data"], "--run", "p", f"runs_dir={runs}"]
+    argv += ["max_train_samples=8", "rm.max_steps=2", "rl.max_steps=1", "rl.max_new_tokens=5"]
+    assert main(argv) == 0
+    return runs / "p"
+
+
+def _run_config(folder):
+    return yaml.safe_load((folder / "run_config.yaml").read_text())
+
+
+def _state(folder):
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+@pytest.mark.slow
+def test_train_all_writes_every_stage(pipeline, capsys):
+    for stage in ("sft", "rm", "rl"):
+        folder = pipeline / stage
+        for name in OUTPUTS:
+            assert (folder / name).is_file(), f"{stage}/{name}"
+        assert not (folder / "pytorch_model.bin").exists()
+    assert not (pipeline / "dpo").exists()
+    assert json.loads((pipeline / "rm" / "config.json").read_text())["architectures"] == [
+        "LlamaForSequenceClassification"
+    ]
+    assert json.loads((pipeline / "rl" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+
+@pytest.mark.slow
+def test_train_all_chains_the_stages(pipeline, env):
+    assert _run_config(pipeline / "sft")["ModelConfig"]["model_name_or_path"] == str(env["model"])
+    for stage in ("rm", "rl"):  # found by convention, not passed on
+        assert _run_config(pipeline / stage)["ModelConfig"]["model_name_or_path"] is None
+    sft = str(pipeline / "sft")
+    assert sft in ModelCard.load(pipeline / "rm" / "README.md").text
+    rl_card = ModelCard.load(pipeline / "rl" / "README.md").text
+    assert sft in rl_card and str(pipeline / "rm") in rl_card
+    assert str(env["model"]) not in rl_card
+
+
+@pytest.mark.slow
+def test_overrides_reach_their_stages(pipeline):
+    configs = {stage: _run_config(pipeline / stage) for stage in ("sft", "rm", "rl")}
+    assert [c["RunArguments"]["max_train_samples"] for c in configs.values()] == [8, 8, 8]
+    assert configs["sft"]["OkapiSFTConfig"]["max_steps"] == -1
+    assert configs["rm"]["RankedRewardConfig"]["max_steps"] == 2
+    assert configs["rl"]["PPOConfig"]["max_steps"] == 1 and configs["rl"]["PPOConfig"]["max_new_tokens"] == 5
+    assert _state(pipeline / "sft")["global_step"] == 4  # 8 rows, 4 per step, the tiny recipe's 2 epochs
+    assert _state(pipeline / "rm")["global_step"] == 2
+    iterations = [h for h in _state(pipeline / "rl")["log_history"] if "reward/score" in h]
+    assert len(iterations) == 1 and iterations[0]["response_length"] <= 5
+
+
+def test_a_prefix_for_a_stage_train_all_does_not_run_is_an_error(env, tmp_path, capsys):
+    argv = ["train", "all", "--recipe", "tiny", "--lang", "vi", "--model", str(env["model"])]
+    assert main([*argv, "--data", env["data"], "--run", "x", f"runs_dir={tmp_path}", "dpo.beta=0.2"]) == 1
+    err = capsys.readouterr().err
+    assert "okapi-hf: error:" in err and "dpo.beta=0.2" in err and "sft, rm, rl" in err
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(OkapiError, match="not dpo"):
+        train_all(["dpo.beta=0.2"], recipe="tiny", lang="vi")
+
+
+def test_an_unknown_stage_is_an_error():
+    with pytest.raises(OkapiError, match="unknown training stage 'ppo'"):
+        run_stage("ppo", [], recipe="tiny", lang="vi")
+
+
+@pytest.mark.parametrize("stage", ["sft", "rm", "rl", "dpo", "all"])
+def test_every_train_command_has_help(stage, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["train", stage, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"okapi-hf train {stage}" in out
+    assert "--recipe" in out and "--lang" in out and "key=value" in out
+    if stage == "all":
+        assert "sft.max_steps" in out and "--rl-recipe" in out
+    else:
+        assert "--output-dir" in out
+
+
+def test_the_okapi_recipe_of_each_stage():
+    assert recipe_file("sft", "okapi") == RECIPES_DIR / "sft" / "bloom-7b1.yaml"  # Okapi's main model
+    assert DEFAULT_RECIPES["sft"] == "bloom-7b1"
+    for stage in ("rm", "rl", "dpo"):
+        assert recipe_file(stage, "okapi") == RECIPES_DIR / stage / "okapi.yaml"
+        assert recipe_file(stage, "tiny") == RECIPES_DIR / stage / "tiny.yaml"
+    with pytest.raises(OkapiError, match="no rm recipe named 'bloom-7b1'"):
+        recipe_file("rm", "bloom-7b1")  # the alias belongs to the sft stage alone
