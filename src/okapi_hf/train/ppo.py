@@ -201,8 +201,10 @@ class PPOTrainer(Trainer):
         self.reward_weights = list(reward_weights or [1.0] * len(self.reward_funcs))
         self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
         train_dataset = self._tokenize(train_dataset, tokenizer, args, "train")
-        if eval_dataset is not None:
+        if eval_dataset is not None and len(eval_dataset):  # an empty split means no evaluation
             eval_dataset = self._tokenize(eval_dataset, tokenizer, args, "eval")
+        else:
+            eval_dataset = None
         super().__init__(
             model=PolicyWithValueHead(model),
             args=args,
