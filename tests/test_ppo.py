@@ -107,12 +107,18 @@ def _first_token_probs(model, tokenizer, prompts: list[str]) -> torch.Tensor:
         return model(**enc, **kwargs).logits[:, -1].softmax(-1).mean(0)
 
 
-@pytest.mark.slow
-def test_a_reward_for_one_token_raises_its_probability(tiny, tmp_path):
+# Llama's sharpened head overshoots above ~3e-4; BLOOM's (tied to its input embeddings) moves far slower
+LEARNING = {
+    "llama": {"learning_rate": 1e-4, "max_steps": 4},
+    "bloom": {"learning_rate": 3e-3, "max_steps": 10},
+}
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_a_reward_for_one_token_raises_its_probability(tiny, tmp_path, arch):
     """Reward 1 when a response opens with one chosen token: PPO must carry that reward, paid at the last
-    token, back to the first one and make the token more likely. (Llama: BLOOM's tied embeddings learn this
-    too slowly for a few CPU iterations, with the value loss sharing the trunk.)"""
-    path = tiny["llama"]
+    token, back to the first one and make the token more likely."""
+    path = tiny[arch]
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     prompts = [format_prompt(f"Viết một câu số {i}.") for i in range(16)]
@@ -133,19 +139,19 @@ def test_a_reward_for_one_token_raises_its_probability(tiny, tmp_path):
         chunk_size=16,
         per_device_train_batch_size=8,
         max_new_tokens=4,
-        learning_rate=3e-4,
-        max_steps=4,
         num_unfrozen_layers=None,
         init_kl_coef=0.0,
         target_kl=None,
+        **LEARNING[arch],
     )
     data = Dataset.from_list([{"prompt": p} for p in prompts])
+    torch.manual_seed(0)  # the value head is drawn before the trainer seeds (see test_the_seed_alone_...)
     trainer = PPOTrainer(model, config, tokenizer, data, reward_funcs=[opens_with_target])
     trainer.train()
     after = _first_token_probs(_policy(trainer), tokenizer, prompts[:8])
     scores = [h["reward/score"] for h in _iterations(trainer.state.log_history)]
     assert after[target] > before[target] + 0.3, (before[target].item(), after[target].item(), scores)
-    assert len(scores) == 4
+    assert len(scores) == LEARNING[arch]["max_steps"]
     assert scores[-1] > scores[0] + 0.3, scores
     assert max(h["response_length"] for h in _iterations(trainer.state.log_history)) > 1
 
@@ -286,7 +292,6 @@ def _resumable_run(path: Path, out: Path, **kw) -> PPOTrainer:
     )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["constant", "linear"])
 def test_resuming_from_a_checkpoint_repeats_the_same_iterations(tiny, tmp_path, schedule):
     """Run A saves at iterations 2 and 4; run B starts from A's checkpoint-2 alone and must log A's 3 and 4.
@@ -416,7 +421,6 @@ def _train_rl(built, tmp_path, *argv, **flags):
     return run_rl.main(list(argv), recipe="tiny", **flags)
 
 
-@pytest.mark.slow
 def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path):
     rm = tmp_path / "rm"
     shutil.copytree(tiny["llama"], rm)  # a fresh reward model, from a folder of its own
@@ -452,6 +456,18 @@ def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path):
     assert "ppo" in card.data.tags and card.data.pipeline_tag == "text-generation"
     assert str(rm) in card.text and str(tiny["llama"]) in card.text
     assert "15 prompts" in card.text  # the prompt report
+
+
+def test_train_rl_resumes_from_its_newest_checkpoint(tiny, built, tmp_path):
+    models = {"model_name_or_path": str(tiny["llama"]), "reward_model_path": str(tiny["llama"])}
+    saving = ["save_strategy=steps", "save_steps=1", "max_new_tokens=4"]
+    out = _train_rl(built, tmp_path, "max_steps=2", *saving, **models)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    first = _iterations(json.loads((out / "trainer_state.json").read_text())["log_history"])
+    _train_rl(built, tmp_path, "max_steps=3", "resume_from_checkpoint=true", *saving, **models)
+    second = _iterations(json.loads((out / "trainer_state.json").read_text())["log_history"])
+    assert len(second) == 3 and second[:2] == first  # iteration 3 only, after checkpoint-2
+    assert (out / "checkpoint-3").is_dir()
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused_before_training(tiny, built, tmp_path):
@@ -553,3 +569,6 @@ def test_two_cpu_processes_train_and_save_once(tiny, built, tmp_path):
     logs = _iterations(state["log_history"])
     assert len(logs) == 3  # the tiny recipe's max_steps
     assert all(1 <= entry["response_length"] <= 6 for entry in logs)
+    # one validation prompt for two processes: the uneven share is padded, and the padding not counted
+    evals = [h for h in state["log_history"] if "eval_score" in h]
+    assert len(evals) == 1 and evals[0]["eval_response_length"] <= 6

@@ -46,7 +46,6 @@ def _state(folder):
     return json.loads((folder / "trainer_state.json").read_text())
 
 
-@pytest.mark.slow
 def test_train_all_writes_every_stage(pipeline, capsys):
     for stage in ("sft", "rm", "rl"):
         folder = pipeline / stage
@@ -60,7 +59,6 @@ def test_train_all_writes_every_stage(pipeline, capsys):
     assert json.loads((pipeline / "rl" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
-@pytest.mark.slow
 def test_train_all_chains_the_stages(pipeline, env):
     assert _run_config(pipeline / "sft")["ModelConfig"]["model_name_or_path"] == str(env["model"])
     for stage in ("rm", "rl"):  # found by convention, not passed on
@@ -72,7 +70,6 @@ def test_train_all_chains_the_stages(pipeline, env):
     assert str(env["model"]) not in rl_card
 
 
-@pytest.mark.slow
 def test_overrides_reach_their_stages(pipeline):
     configs = {stage: _run_config(pipeline / stage) for stage in ("sft", "rm", "rl")}
     assert [c["RunArguments"]["max_train_samples"] for c in configs.values()] == [8, 8, 8]

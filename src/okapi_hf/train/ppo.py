@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.base_config import _BaseConfig
 
@@ -205,6 +205,7 @@ class PPOTrainer(Trainer):
             eval_dataset = self._tokenize(eval_dataset, tokenizer, args, "eval")
         else:
             eval_dataset = None
+        set_seed(args.seed)  # the value head is drawn here, before Trainer seeds: same seed, same run
         super().__init__(
             model=PolicyWithValueHead(model),
             args=args,
