@@ -31,7 +31,7 @@ _EXPORTS = {
     "OkapiSFTTrainer": "okapi_hf.train.sft",
     "RankedRewardConfig": "okapi_hf.train.reward",
     "RankedRewardTrainer": "okapi_hf.train.reward",
-    "PPOConfig": "okapi_hf.train.ppo",
+    "PPOConfig": "okapi_hf.train.ppo_config",
     "PPOTrainer": "okapi_hf.train.ppo",
     "OkapiRLOOConfig": "okapi_hf.train.rl",
     "OkapiGRPOConfig": "okapi_hf.train.rl",

@@ -18,7 +18,8 @@ from trl import ModelConfig
 from okapi_hf.cards import POLICY_USAGE, render_model_card
 from okapi_hf.errors import OkapiError
 from okapi_hf.languages import resolve_langs
-from okapi_hf.train.ppo import PPOConfig, PPOTrainer
+from okapi_hf.train.ppo import PPOTrainer
+from okapi_hf.train.ppo_config import PPOConfig
 from okapi_hf.train.recipes import (
     RunArguments,
     check_model_path,
