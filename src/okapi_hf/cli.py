@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from okapi_hf.errors import OkapiError
-from okapi_hf.languages import GROUPS
+from okapi_hf.languages import GROUPS, get_language
 
 
 def _languages(args: argparse.Namespace) -> None:
@@ -122,6 +122,42 @@ def _quickstart(args: argparse.Namespace) -> None:
     run_quickstart(args.out, lang=args.lang, model=args.model)
 
 
+def _chat(args: argparse.Namespace) -> None:
+    from okapi_hf.chat import pipeline, terminal_chat
+
+    generation = {
+        k: v
+        for k, v in {
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature,
+            "top_p": args.top_p,
+            "top_k": args.top_k,
+        }.items()
+        if v is not None
+    }
+    if args.lang:
+        get_language(args.lang)  # an unknown code fails before the model loads
+    pipe = pipeline(
+        args.model, gpu=args.gpu, template=args.template, max_input_tokens=args.max_input_tokens, **generation
+    )
+    terminal_chat(pipe, lang=args.lang, stream=not args.no_stream, seed=args.seed)
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from okapi_hf.hub import publish
+
+    result = publish(
+        args.kind,
+        args.path,
+        args.repo_id,
+        private=args.private,
+        dry_run=args.dry_run,
+        eval_results=args.eval_results,
+        commit_message=args.commit_message,
+    )
+    print(result.summary())
+
+
 def _count(text: str) -> int:
     """argparse type: a row count, zero or more."""
     if not text.isdigit():
@@ -203,6 +239,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", default=1, help="lm-eval batch size (or 'auto')")
     p.add_argument("--device", help="e.g. cpu, cuda:0")
     p.set_defaults(func=_eval_run)
+
+    p = commands.add_parser("chat", help="talk to a model in the terminal (multi-turn, streaming)")
+    p.add_argument("model", help="a model folder, a LoRA adapter folder or a Hub id")
+    p.add_argument("--lang", help="answer in this language (a system prompt; /lang xx changes it)")
+    p.add_argument("--gpu", action="store_true", help="run on CUDA in bfloat16")
+    p.add_argument(
+        "--template",
+        choices=["auto", "okapi", "chat"],
+        default="auto",
+        help="prompt format (auto: chat template if any)",
+    )
+    p.add_argument("--max-new-tokens", type=int, help="default 256 (Okapi)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float, help="default 0.75 (Okapi)")
+    p.add_argument("--top-k", type=int, help="default 40 (Okapi)")
+    p.add_argument("--max-input-tokens", type=int, help="longest prompt accepted (older turns are dropped)")
+    p.add_argument("--seed", type=int, help="seed every reply, for repeatable answers")
+    p.add_argument("--no-stream", action="store_true", help="print each reply whole")
+    p.set_defaults(func=_chat)
+
+    p = commands.add_parser("publish", help="push a dataset folder, a model folder or a Space to the Hub")
+    p.add_argument("kind", choices=["dataset", "model", "space"])
+    p.add_argument(
+        "path", help="the folder to publish (a `data build` output, a trained stage, spaces/<name>)"
+    )
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--dry-run", action="store_true", help="print which files would go where; upload nothing")
+    p.add_argument(
+        "--eval-results",
+        help="(model) an `okapi-hf eval run` folder whose scores go into the card's model-index",
+    )
+    p.add_argument("--commit-message", help="message of the upload commit")
+    p.set_defaults(func=_publish)
 
     data = commands.add_parser("data", help="download, build and inspect Okapi data").add_subparsers(
         dest="data_command", required=True

@@ -173,20 +173,14 @@ def _sample_eval(out: Path, lang: str) -> Path:
 
 
 def _chat(out: Path, lang: str) -> str:
-    """One reply from the PPO policy with Okapi's chat sampling settings."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """One reply from the PPO policy through the chat pipeline, with Okapi's sampling settings."""
+    from okapi_hf.chat import pipeline
     from okapi_hf.data.load import load_dataset
-    from okapi_hf.prompts import extract_response, format_prompt
 
     policy = out / "runs" / "pipeline" / "rl"
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    model = AutoModelForCausalLM.from_pretrained(policy)
+    chat = pipeline(policy, max_new_tokens=32)
     question = load_dataset(lang, "rl", path=out / "okapi_hf", split="train")[0]
-    inputs = tokenizer(format_prompt(question["instruction"], question["input"]), return_tensors="pt")
-    output = model.generate(
-        **inputs, do_sample=True, top_p=0.75, top_k=40, max_new_tokens=32, pad_token_id=tokenizer.pad_token_id
-    )
-    reply = extract_response(tokenizer.decode(output[0], skip_special_tokens=True))
+    reply = chat.generate(question["instruction"], question["input"], seed=0)
     print(f"user: {question['instruction']}\nassistant: {reply}")
-    return f"{len(tokenizer(reply).input_ids)}-token reply from {policy} (a tiny random model babbles)"
+    n_tokens = len(chat.tokenizer(reply, add_special_tokens=False).input_ids)
+    return f"{n_tokens}-token reply from {policy} (a tiny random model babbles); try `okapi-hf chat {policy}`"

@@ -1,0 +1,404 @@
+"""Talk to a trained model: Okapi's one-shot ``generate`` and a streaming multi-turn ``chat``.
+
+``pipeline(path).generate(instruction, prompt_input)`` keeps the interface of Okapi's chat script
+(its template, its sampling settings, the response text back). ``.chat(messages)`` adds what that
+script lacked: history, a system prompt, the model's own chat template when it has one, streaming,
+stop strings, generation parameters per call and a seed, and LoRA adapters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from okapi_hf.errors import OkapiError
+from okapi_hf.prompts import format_example, format_prompt
+
+logger = logging.getLogger(__name__)
+
+# Okapi's chat settings (its chat script: sampling with nucleus 0.75 and top-k 40, 256 new tokens).
+OKAPI_GENERATION: dict[str, Any] = {"max_new_tokens": 256, "do_sample": True, "top_p": 0.75, "top_k": 40}
+# A model tuned on Okapi's template that keeps going starts a new section; the answer ends there.
+OKAPI_STOP_STRINGS = ("### Instruction:", "### Input:", "### Response:")
+ROLES = ("system", "user", "assistant")
+
+
+class ChatError(OkapiError, ValueError):
+    """A message, prompt or model path the chat pipeline cannot use."""
+
+
+@dataclass
+class ChatPipeline:
+    """A causal LM and its tokenizer, ready to answer. Build one with :func:`pipeline`."""
+
+    model: Any
+    tokenizer: Any
+    generation: dict[str, Any] = field(default_factory=lambda: dict(OKAPI_GENERATION))
+    max_input_tokens: int = 2048
+    template: str = "auto"  # auto: the chat template if the tokenizer has one, else Okapi's
+
+    @property
+    def uses_chat_template(self) -> bool:
+        if self.template == "okapi":
+            return False
+        has = getattr(self.tokenizer, "chat_template", None) is not None
+        if self.template == "chat" and not has:
+            raise ChatError(f"template='chat' but the tokenizer of {self.model.name_or_path!r} has none")
+        return has
+
+    def generate(
+        self, instruction: str, prompt_input: str | None = None, *, seed: int | None = None, **generation: Any
+    ) -> str:
+        """Okapi's single-turn call: its template, its sampling settings, the response text back."""
+        if not instruction or not instruction.strip():
+            raise ChatError("the instruction is empty")
+        prompt = format_prompt(instruction, prompt_input or "")
+        return "".join(self._generate(prompt, OKAPI_STOP_STRINGS, stream=False, seed=seed, **generation))
+
+    def chat(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        stream: bool = False,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        **generation: Any,
+    ) -> str | Iterator[str]:
+        """Answer the last user message of a conversation.
+
+        With ``stream=True`` this returns an iterator of text pieces whose concatenation is exactly what
+        ``stream=False`` returns under the same ``seed``. ``generation`` overrides the sampling settings
+        (``temperature``, ``top_p``, ``max_new_tokens``...) for this call only.
+        """
+        messages = check_messages(messages)
+        prompt = self.render(messages)
+        stops = tuple(stop) if self.uses_chat_template else (*OKAPI_STOP_STRINGS, *stop)
+        pieces = self._generate(prompt, stops, stream=stream, seed=seed, **generation)
+        return pieces if stream else "".join(pieces)
+
+    def render(self, messages: Sequence[dict[str, str]]) -> str:
+        """The prompt text for a conversation, oldest turns dropped (and logged) if it is too long."""
+        system = [m for m in messages if m["role"] == "system"]
+        turns = [m for m in messages if m["role"] != "system"]
+        dropped = 0
+        while True:
+            text = self._render_once([*system, *turns])
+            n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            if n_tokens <= self.max_input_tokens:
+                break
+            if len(turns) <= 1:
+                raise ChatError(
+                    f"the message is {n_tokens} tokens long; the limit is {self.max_input_tokens} "
+                    "(max_input_tokens): shorten it"
+                )
+            turns = turns[2:] if turns[0]["role"] == "user" and len(turns) > 2 else turns[1:]
+            dropped += 1
+        if dropped:
+            logger.warning("dropped the %d oldest turn(s) to fit %d tokens", dropped, self.max_input_tokens)
+        return text
+
+    def _render_once(self, messages: list[dict[str, str]]) -> str:
+        if self.uses_chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return okapi_conversation(messages)
+
+    def _generate(
+        self, prompt: str, stops: Sequence[str], *, stream: bool, seed: int | None = None, **overrides: Any
+    ) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+        n_prompt = inputs["input_ids"].shape[1]
+        if n_prompt > self.max_input_tokens:
+            raise ChatError(
+                f"the prompt is {n_prompt} tokens long; the limit is {self.max_input_tokens} (max_input_tokens)"
+            )
+        config = self._generation_config(overrides)
+        if stops:
+            config.stop_strings = list(stops)  # generate needs the tokenizer to find them in token ids
+        kwargs = {**inputs, "generation_config": config, "tokenizer": self.tokenizer}
+        if not stream:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                output = self.model.generate(**kwargs)
+            text = self.tokenizer.decode(output[0, n_prompt:], skip_special_tokens=True)
+            return iter([visible_text(text, stops, final=True)])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        return _stream(self.model, {**kwargs, "streamer": streamer}, streamer, stops, seed)
+
+    def _generation_config(self, overrides: dict[str, Any]) -> Any:
+        """The model's generation config with the pipeline's settings and this call's overrides on top."""
+        settings = {**self.generation, **overrides}
+        if not settings.get("do_sample", True):  # greedy: sampling knobs would only raise warnings
+            settings = {k: v for k, v in settings.items() if k not in ("top_p", "top_k", "temperature")}
+        config = copy.deepcopy(self.model.generation_config)
+        unknown = config.update(**settings)
+        if unknown:
+            raise ChatError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
+        if config.pad_token_id is None:
+            config.pad_token_id = self.tokenizer.pad_token_id
+        return config
+
+
+def _stream(
+    model: Any, kwargs: dict[str, Any], streamer: Any, stops: Sequence[str], seed: int | None
+) -> Iterator[str]:
+    """Run ``generate`` in a thread and yield the new visible text as the streamer decodes it.
+
+    Closing the iterator early (a Stop button, a dropped connection) stops the generation thread too.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    errors: list[BaseException] = []
+    cancelled = threading.Event()
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.BoolTensor:
+            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+
+    kwargs = {**kwargs, "stopping_criteria": StoppingCriteriaList([_Cancelled()])}
+
+    def run() -> None:
+        try:
+            if seed is not None:  # seeded here, when generation starts, not when the iterator was made
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                model.generate(**kwargs)
+        except BaseException as e:  # re-raised in the caller's thread below
+            errors.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    text, shown = "", ""
+    try:
+        for piece in streamer:
+            text += piece
+            visible = visible_text(text, stops, final=False)
+            if len(visible) > len(shown):
+                yield visible[len(shown) :]
+                shown = visible
+    finally:
+        cancelled.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+    visible = visible_text(text, stops, final=True)
+    if len(visible) > len(shown):
+        yield visible[len(shown) :]
+
+
+def visible_text(text: str, stops: Sequence[str], *, final: bool) -> str:
+    """The reply as the user should see it: cut at the first stop string and stripped.
+
+    While streaming (``final=False``) a tail that could still grow into a stop string is held back, so
+    the text shown so far is always a prefix of the final reply.
+    """
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if cuts:
+        return text[: min(cuts)].strip()
+    if not final:
+        held = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        text = text[: len(text) - held]
+    return text.strip()
+
+
+def okapi_conversation(messages: Sequence[dict[str, str]]) -> str:
+    """A conversation in Okapi's template, which is single-turn: earlier turns become solved examples.
+
+    A system message is put in front of the last instruction, where a model that never saw one is
+    most likely to follow it.
+    """
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    parts, pending = [], None
+    for m in turns[:-1]:
+        if m["role"] == "user":
+            pending = m["content"]
+        elif pending is not None:
+            parts.append(format_example(pending, "", m["content"]))
+            pending = None
+    last = turns[-1]["content"]
+    parts.append(format_prompt(f"{system}\n\n{last}" if system else last))
+    return "\n\n".join(parts)
+
+
+def check_messages(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Messages as ``[{"role", "content"}]`` ending with a non-empty user message, or a clear error."""
+    if not messages:
+        raise ChatError("no messages: pass at least one {'role': 'user', 'content': ...}")
+    checked = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ChatError(
+                f"message {i} must be a dict with 'role' in {ROLES} and a string 'content', got {m!r:.120}"
+            )
+        checked.append({"role": m["role"], "content": m["content"]})
+    if checked[-1]["role"] != "user":
+        raise ChatError(f"the last message must come from the user, not {checked[-1]['role']!r}")
+    if not checked[-1]["content"].strip():
+        raise ChatError("the last user message is empty")
+    return checked
+
+
+def pipeline(
+    model_path: str | Path,
+    gpu: bool = False,
+    *,
+    dtype: str | torch.dtype | None = None,
+    max_input_tokens: int | None = None,
+    template: str = "auto",
+    trust_remote_code: bool = False,
+    **generation: Any,
+) -> ChatPipeline:
+    """Load a model folder, a Hub id or a LoRA adapter folder for chatting.
+
+    ``gpu=True`` puts the model on CUDA in bfloat16 as Okapi did; on the CPU it stays in float32.
+    ``generation`` overrides Okapi's sampling defaults for every call.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if template not in ("auto", "okapi", "chat"):
+        raise ChatError(f"template must be 'auto', 'okapi' or 'chat', not {template!r}")
+    if gpu and not torch.cuda.is_available():
+        raise ChatError("gpu=True but torch sees no CUDA device; use gpu=False")
+    source, adapter = _resolve(model_path)
+    dtype = dtype or (torch.bfloat16 if gpu else torch.float32)
+    load = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **load)
+        tokenizer_source = adapter if adapter and _has_tokenizer(adapter) else source
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ChatError(f"could not load a model from {str(source)!r}: {e}") from e
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()  # merged: plain generate speed
+    model.to("cuda" if gpu else "cpu").eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if max_input_tokens is None:
+        limit = getattr(model.config, "max_position_embeddings", None) or 2048
+        max_input_tokens = max(1, min(limit, 4096) - generation.get("max_new_tokens", 256))
+    return ChatPipeline(model, tokenizer, {**OKAPI_GENERATION, **generation}, max_input_tokens, template)
+
+
+def _resolve(model_path: str | Path) -> tuple[str, Path | None]:
+    """(what to load the model from, the adapter folder if ``model_path`` is a LoRA adapter)."""
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base:
+                raise ChatError(f"{path / 'adapter_config.json'} names no base_model_name_or_path")
+            return base, path
+        if not (path / "config.json").is_file():
+            raise ChatError(
+                f"{path} is not a model folder: expected config.json (a transformers model) "
+                "or adapter_config.json (a LoRA adapter)"
+            )
+        return str(path), None
+    looks_local = (
+        str(model_path).startswith((".", "/", "~")) or str(model_path).count("/") > 1 or path.exists()
+    )
+    if looks_local:
+        raise ChatError(f"model path {str(model_path)!r} does not exist")
+    return str(model_path), None  # a Hub id (or a cached one, offline)
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def language_system_prompt(code: str) -> str:
+    """The system message ``/lang xx`` sets: answer in that language (named from the registry)."""
+    from okapi_hf.languages import get_language
+
+    return f"Always answer in {get_language(code).name}."
+
+
+CHAT_HELP = "commands: /reset (forget the conversation), /lang xx (answer in language xx; /lang off), /quit"
+
+
+def terminal_chat(
+    pipe: ChatPipeline,
+    *,
+    lang: str | None = None,
+    stream: bool = True,
+    seed: int | None = None,
+    input_fn: Any = None,
+    write: Any = None,
+) -> int:
+    """A multi-turn chat in the terminal; returns the number of replies given.
+
+    ``input_fn`` and ``write`` stand in for the keyboard and the screen, so the loop is testable.
+    """
+    import sys
+
+    def out(text: str, end: str = "\n") -> None:
+        if write is not None:
+            write(text + end)
+        else:
+            sys.stdout.write(text + end)
+            sys.stdout.flush()
+
+    read = input_fn or input
+    system = language_system_prompt(lang) if lang else None
+    history: list[dict[str, str]] = []
+    replies = 0
+    out(CHAT_HELP)
+    while True:
+        try:
+            line = read("you> ").strip()
+        except EOFError:
+            out("")
+            return replies
+        if not line:
+            continue
+        if line.startswith("/"):
+            command, _, arg = line.partition(" ")
+            if command in ("/quit", "/exit"):
+                return replies
+            if command == "/reset":
+                history = []
+                out("(conversation forgotten)")
+            elif command == "/lang":
+                try:
+                    system = None if arg.strip() in ("", "off") else language_system_prompt(arg.strip())
+                except OkapiError as e:
+                    out(f"(error: {e})")
+                    continue
+                out(f"(system prompt: {system})" if system else "(no system prompt)")
+            else:
+                out(f"(unknown command {command}; {CHAT_HELP})")
+            continue
+        history.append({"role": "user", "content": line})
+        messages = [{"role": "system", "content": system}, *history] if system else history
+        out("bot> ", end="")
+        try:
+            if stream:
+                reply = ""
+                for piece in pipe.chat(messages, stream=True, seed=seed):
+                    reply += piece
+                    out(piece, end="")
+                out("")
+            else:
+                reply = pipe.chat(messages, seed=seed)
+                out(reply)
+        except ChatError as e:
+            history.pop()
+            out(f"(error: {e})")
+            continue
+        history.append({"role": "assistant", "content": reply})
+        replies += 1
