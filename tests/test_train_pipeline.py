@@ -67,7 +67,10 @@ def test_train_all_chains_the_stages(pipeline, env):
     assert sft in ModelCard.load(pipeline / "rm" / "README.md").text
     rl_card = ModelCard.load(pipeline / "rl" / "README.md").text
     assert sft in rl_card and str(pipeline / "rm") in rl_card
-    assert str(env["model"]) not in rl_card
+    # the policy's card lists every stage behind it, from the base model on
+    rows = [line for line in rl_card.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
+    assert [row.split("|")[2].strip() for row in rows] == ["sft", "rm", "rl"]
+    assert f"`{env['model']}`" in rows[0] and f"`{sft}`" in rows[2]
 
 
 def test_overrides_reach_their_stages(pipeline):

@@ -30,7 +30,7 @@ from trl import (
     get_quantization_config,
 )
 
-from okapi_hf.cards import POLICY_USAGE, render_model_card
+from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.languages import resolve_langs
 from okapi_hf.prompts import format_prompt
@@ -377,6 +377,7 @@ def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
         data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
         + ", ".join(f"`{lang}-rl`" for lang in langs),
         usage=POLICY_USAGE.format(path=out),
+        stages=stage_history(out),
         hyperparameters={
             k: getattr(getattr(config, k), "value", getattr(config, k))
             for k in CARD_HYPERPARAMETERS

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
-from okapi_hf.cards import POLICY_USAGE, render_model_card
+from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.dpo import ListwiseDPOConfig, ListwiseDPOTrainer
 from okapi_hf.train.recipes import (
@@ -104,6 +104,7 @@ def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
         data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
         + ", ".join(f"`{lang}-ranking`" for lang in langs),
         usage=POLICY_USAGE.format(path=out),
+        stages=stage_history(out),
         hyperparameters={
             k: getattr(getattr(config, k), "value", getattr(config, k)) for k in CARD_HYPERPARAMETERS
         },

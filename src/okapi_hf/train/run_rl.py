@@ -15,7 +15,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import ModelConfig
 
-from okapi_hf.cards import POLICY_USAGE, render_model_card
+from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import OkapiError
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.ppo import PPOTrainer
@@ -157,6 +157,7 @@ def _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, met
         data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
         + ", ".join(f"`{lang}-rl`" for lang in langs),
         usage=POLICY_USAGE.format(path=out),
+        stages=stage_history(out),
         hyperparameters={k: getattr(config, k) for k in CARD_HYPERPARAMETERS},
         metrics=shown,
         data_report=trainer.prompt_summary(),

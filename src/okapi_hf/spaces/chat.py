@@ -1,0 +1,449 @@
+"""The chat Space: talk to one model, streamed, in the language the visitor picks.
+
+Whoever runs the Space chooses the model (``OKAPI_CHAT_MODEL``); a visitor only chooses the language,
+the sampling settings and what to say. Everything that decides what reaches the model is plain Python
+above :func:`build_demo` (history conversion, the input checks, the sampling settings), so tests can
+check it without a server; the Gradio layout comes last.
+
+A Space that is missing its model, or whose model cannot be loaded, still starts: it shows a page that
+says what to set, because a crashed Space only shows its owner a log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from okapi_hf.errors import ConfigError, OkapiError
+from okapi_hf.languages import get_language, languages
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from okapi_hf.chat import ChatPipeline
+
+log = logging.getLogger(__name__)
+
+MODEL_ENV = "OKAPI_CHAT_MODEL"
+MAX_INPUT_CHARS_ENV = "OKAPI_CHAT_MAX_INPUT_CHARS"
+CONCURRENCY_ENV = "OKAPI_CHAT_CONCURRENCY"
+GPU_ENV = "OKAPI_CHAT_GPU"
+
+DEFAULT_MAX_INPUT_CHARS = 2000
+DEFAULT_CONCURRENCY = 1
+# Visitors waiting beyond this are turned away at once instead of waiting minutes for a CPU Space.
+MAX_QUEUE_SIZE = 32
+# The history sent along is cut to this many times the message limit (oldest turns first): the browser
+# sends the history, so without a cap a crafted request could make every tokenisation arbitrarily slow.
+# The pipeline then drops further turns if the prompt is still over the model's token limit.
+HISTORY_CHARS_PER_INPUT_CHAR = 8
+MAX_NEW_TOKENS_LIMIT = 1024
+ANY_LANGUAGE = "any"  # the language choice that adds no system prompt
+EXAMPLES_PER_LANGUAGE = 2
+RANDOM_SEED = -1  # the seed field's "no seed": an empty number field is shown as 0 in the browser
+EMPTY_REPLY = "(the model ended its reply without writing anything)"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The values the sliders start at: Okapi's chat settings (temperature is transformers' default)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+
+
+def okapi_sampling() -> Sampling:
+    """Slider defaults read from the chat pipeline's settings, so the two cannot drift apart."""
+    from okapi_hf.chat import OKAPI_GENERATION
+
+    return Sampling(
+        temperature=float(OKAPI_GENERATION.get("temperature", 1.0)),
+        top_p=float(OKAPI_GENERATION["top_p"]),
+        top_k=int(OKAPI_GENERATION["top_k"]),
+        max_new_tokens=int(OKAPI_GENERATION["max_new_tokens"]),
+    )
+
+
+def generation_settings(temperature: float, top_p: float, top_k: int, max_new_tokens: int) -> dict[str, Any]:
+    """The pipeline's generation overrides for the slider values; temperature 0 means greedy decoding."""
+    if temperature <= 0:
+        return {"do_sample": False, "max_new_tokens": int(max_new_tokens)}
+    return {
+        "do_sample": True,
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "top_k": int(top_k),
+        "max_new_tokens": int(max_new_tokens),
+    }
+
+
+# --- languages and examples ---------------------------------------------------------------------------
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """Dropdown choices ``(label, value)``: no system prompt first, then the registry's languages."""
+    return [("Any language (no system prompt)", ANY_LANGUAGE)] + [
+        (f"{lang.name} ({lang.code})", lang.code) for lang in languages()
+    ]
+
+
+def system_prompt(language: str | None) -> str | None:
+    """The system message for a language choice, or None for 'any language'."""
+    from okapi_hf.chat import language_system_prompt
+
+    if language in (None, "", ANY_LANGUAGE):
+        return None
+    return language_system_prompt(get_language(language).code)
+
+
+def example_prompts(per_language: int = EXAMPLES_PER_LANGUAGE) -> list[list[str]]:
+    """``[prompt, language]`` pairs from the project's own sample instructions, ``per_language`` each.
+
+    Only the languages with sample text have examples. Clicking one fills the textbox *and* sets the
+    language selector, which Gradio 6 supports directly (examples with additional-input values);
+    swapping the example list when the selector changes would need a second examples component
+    wired around the ChatInterface's own.
+    """
+    from okapi_hf.data.sample import SAMPLE_LANGS, sample_rows
+
+    examples = []
+    for code in SAMPLE_LANGS:
+        for row in sample_rows(code, "sft", per_language):
+            prompt = f"{row['instruction']}\n\n{row['input']}" if row["input"] else row["instruction"]
+            examples.append([prompt, code])
+    return examples
+
+
+# --- from the browser's history to the pipeline's messages ---------------------------------------------
+
+
+class ChatInputError(OkapiError, ValueError):
+    """A message or history the Space refuses; the text is shown to the visitor."""
+
+
+def content_text(content: Any, index: int) -> str:
+    """The text of one Gradio message content: a string, or a list of parts ({"type": "text"} or str).
+
+    Gradio 6 hands the chat function the history the browser sent, whose contents are lists of typed
+    parts, while the history it keeps itself between API calls holds plain strings; both occur.
+    Files and components cannot reach a text-only model, so they are refused, not skipped.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                kind = part.get("type", "file") if isinstance(part, dict) else type(part).__name__
+                raise ChatInputError(f"history message {index} holds a {kind}; this Space handles text only")
+        return "\n".join(texts)
+    raise ChatInputError(f"history message {index} has content of type {type(content).__name__}, not text")
+
+
+def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]]:
+    """Gradio's chat history as the pipeline's ``[{"role", "content"}]`` messages."""
+    messages = []
+    for i, item in enumerate(history or ()):
+        role = item.get("role") if isinstance(item, Mapping) else None
+        if role not in ("system", "user", "assistant"):
+            raise ChatInputError(f"history message {i} has role {role!r}; expected user, assistant or system")
+        messages.append({"role": role, "content": content_text(item.get("content"), i)})
+    return messages
+
+
+def trim_history(messages: list[dict[str, str]], max_chars: int) -> list[dict[str, str]]:
+    """The newest messages whose text fits in ``max_chars``, starting with a user turn (drops are logged)."""
+    kept: list[dict[str, str]] = []
+    total = 0
+    for message in reversed(messages):
+        total += len(message["content"])
+        if total > max_chars:
+            break
+        kept.append(message)
+    kept.reverse()
+    while kept and kept[0]["role"] == "assistant":  # a reply without its question would confuse the model
+        kept.pop(0)
+    if len(kept) < len(messages):
+        log.info(
+            "history cut to its newest %d of %d messages (%d characters max)",
+            len(kept),
+            len(messages),
+            max_chars,
+        )
+    return kept
+
+
+def message_problem(message: Any, max_input_chars: int) -> str | None:
+    """Why a visitor's message is refused, or None when it may go to the model."""
+    if not isinstance(message, str) or not message.strip():
+        return "The message is empty: type something to send."
+    if len(message) > max_input_chars:
+        return (
+            f"The message is {len(message)} characters long; this Space accepts at most "
+            f"{max_input_chars} characters per message. Shorten it."
+        )
+    return None
+
+
+def conversation(
+    message: str, history: Sequence[Mapping[str, Any]] | None, language: str | None, max_history_chars: int
+) -> list[dict[str, str]]:
+    """The messages for the pipeline: the language's system prompt, the (trimmed) history, the message."""
+    system = system_prompt(language)
+    head = [{"role": "system", "content": system}] if system else []
+    past = trim_history(history_to_messages(history), max_history_chars)
+    return [*head, *past, {"role": "user", "content": message}]
+
+
+def make_respond(
+    pipe: ChatPipeline, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+) -> Callable[..., Iterator[str]]:
+    """The ChatInterface function: checks the message, then yields the reply as it grows."""
+    import gradio as gr
+
+    from okapi_hf.chat import ChatError
+
+    max_history_chars = HISTORY_CHARS_PER_INPUT_CHAR * max_input_chars
+
+    def respond(
+        message: str,
+        history: list[dict[str, Any]],
+        language: str | None,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        max_new_tokens: int,
+        seed: float | None,
+    ) -> Iterator[str]:
+        problem = message_problem(message, max_input_chars)
+        if problem:
+            raise gr.Error(problem)
+        try:
+            messages = conversation(message, history, language, max_history_chars)
+            generation = generation_settings(temperature, top_p, top_k, max_new_tokens)
+            fixed_seed = None if seed is None or seed < 0 else int(seed)
+            pieces = pipe.chat(messages, stream=True, seed=fixed_seed, **generation)
+            reply = ""
+            with contextlib.closing(pieces):  # a Stop click closes this generator; that stops generation
+                for piece in pieces:
+                    reply += piece
+                    yield reply
+        except (ChatError, ChatInputError) as e:
+            raise gr.Error(str(e)) from e
+        if not reply:
+            yield EMPTY_REPLY  # Gradio cannot show a reply that never came
+
+    return respond
+
+
+def make_validator(max_input_chars: int) -> Callable[[Any], dict[str, Any]]:
+    """The textbox check the browser gets before the message enters the chat (the API path checks again)."""
+    import gradio as gr
+
+    def validate(message: Any) -> dict[str, Any]:
+        problem = message_problem(message, max_input_chars)
+        return gr.validate(problem is None, problem or "")
+
+    return validate
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatSpaceConfig:
+    """What the Space's owner sets; the visitor can change none of it."""
+
+    model: str | None
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+    concurrency: int = DEFAULT_CONCURRENCY
+    gpu: bool = False
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 (use CUDA) or 0 (CPU), got {raw!r}")
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> ChatSpaceConfig:
+    """The Space's settings from environment variables (a Space's variables); bad values raise ConfigError."""
+    env = os.environ if env is None else env
+    return ChatSpaceConfig(
+        model=env.get(MODEL_ENV, "").strip() or None,
+        max_input_chars=_env_int(env, MAX_INPUT_CHARS_ENV, DEFAULT_MAX_INPUT_CHARS),
+        concurrency=_env_int(env, CONCURRENCY_ENV, DEFAULT_CONCURRENCY),
+        gpu=_env_bool(env, GPU_ENV),
+    )
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+
+NO_MODEL_TEXT = f"""\
+## This chat Space has no model configured
+
+Set the environment variable `{MODEL_ENV}` to the model to chat with: a model folder
+(for example one written by `okapi-hf train sft`) or a Hub model id. On a Hugging Face Space this is a
+*variable* under Settings → Variables and secrets; then restart the Space. Visitors cannot choose the
+model.
+
+Optional: `{MAX_INPUT_CHARS_ENV}` (longest message accepted, default {DEFAULT_MAX_INPUT_CHARS}),
+`{CONCURRENCY_ENV}` (replies generated at once, default {DEFAULT_CONCURRENCY}), `{GPU_ENV}=1` (use CUDA).
+"""
+
+
+def message_page(text: str) -> gr.Blocks:
+    """A page that only explains what is wrong with the Space's setup."""
+    import gradio as gr
+
+    with gr.Blocks(title="Okapi chat") as demo:
+        gr.Markdown(text, elem_id="chat-setup-message")
+    return demo
+
+
+def _load_error_text(model: str, error: BaseException) -> str:
+    return (
+        f"## The chat model could not be loaded\n\n`{MODEL_ENV}` is `{model}`, and loading it failed:\n\n"
+        f"```\n{type(error).__name__}: {error}\n```\n\n"
+        f"Point `{MODEL_ENV}` at a model folder (with config.json) or a LoRA adapter folder, or at a Hub "
+        "model id this Space can download, then restart the Space."
+    )
+
+
+def _model_label(model: str) -> str:
+    """How the page names the model: a Hub id as is, a local folder by its name only."""
+    path = Path(model)
+    return path.name if path.is_dir() else model
+
+
+# --- the app -------------------------------------------------------------------------------------------
+
+
+def build_demo(
+    model: str | Path | ChatPipeline | None,
+    *,
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    gpu: bool = False,
+) -> gr.Blocks:
+    """The chat app for ``model`` (a path, a Hub id or a loaded pipeline), loaded once, here.
+
+    Without a model, or with one that fails to load, the app is a page saying what to set.
+    ``concurrency`` is how many replies are generated at once; seeds are only reproducible at 1, since
+    concurrent generations share torch's random state.
+    """
+    if max_input_chars < 1 or concurrency < 1:
+        raise ConfigError(
+            f"max_input_chars and concurrency must be >= 1, got {max_input_chars}, {concurrency}"
+        )
+    if model is None or (isinstance(model, str) and not model.strip()):
+        return message_page(NO_MODEL_TEXT)
+
+    import gradio as gr
+
+    from okapi_hf.chat import ChatPipeline, pipeline  # torch is imported only for a Space with a model
+
+    if isinstance(model, ChatPipeline):
+        pipe, label = model, _model_label(str(model.model.name_or_path))
+    else:
+        try:
+            pipe = pipeline(model, gpu=gpu)
+        except Exception as e:  # any load failure becomes a page; the traceback goes to the Space's log
+            log.exception("could not load the chat model %s", model)
+            return message_page(_load_error_text(str(model), e))
+        label = _model_label(str(model))
+
+    defaults = okapi_sampling()
+    with gr.Blocks(title="Okapi chat", fill_height=True) as demo:
+        gr.Markdown(
+            f"# Okapi chat\n\nModel: `{label}`. Messages up to {max_input_chars} characters; long "
+            "conversations forget their oldest turns. Choosing a language tells the model, in a system "
+            "prompt, to answer in it."
+        )
+        language = gr.Dropdown(
+            choices=language_choices(), value=ANY_LANGUAGE, label="Answer language", elem_id="chat-language"
+        )
+        settings = [  # not rendered here: the ChatInterface puts them in its "Sampling settings" accordion
+            gr.Slider(
+                0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature (0: greedy)", render=False
+            ),
+            gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="top-p (nucleus)", render=False),
+            gr.Slider(0, 200, value=defaults.top_k, step=1, label="top-k (0: off)", render=False),
+            gr.Slider(
+                1,
+                MAX_NEW_TOKENS_LIMIT,
+                value=defaults.max_new_tokens,
+                step=1,
+                label="Max new tokens",
+                render=False,
+            ),
+            gr.Number(
+                value=RANDOM_SEED,
+                precision=0,
+                minimum=RANDOM_SEED,
+                maximum=2**32 - 1,
+                render=False,
+                label=f"Seed ({RANDOM_SEED}: random)",
+            ),
+        ]
+        gr.ChatInterface(
+            make_respond(pipe, max_input_chars),
+            additional_inputs=[language, *settings],
+            additional_inputs_accordion="Sampling settings",
+            examples=example_prompts(),
+            examples_label="Example prompts (clicking one also sets the language)",
+            cache_examples=False,  # caching would run the model on every example at startup
+            validator=make_validator(max_input_chars),
+            textbox=gr.Textbox(
+                label="Message",
+                placeholder="Type a message and press Enter",
+                elem_id="chat-input",
+                show_label=False,
+                scale=7,
+                autofocus=True,
+                submit_btn=True,
+                stop_btn=True,
+            ),
+            concurrency_limit=concurrency,
+            api_name="chat",
+        )
+    demo.queue(default_concurrency_limit=concurrency, max_size=MAX_QUEUE_SIZE)
+    return demo
+
+
+def demo_from_env(env: Mapping[str, str] | None = None) -> gr.Blocks:
+    """The app as the Space's environment configures it; a bad setting gives a page naming it."""
+    try:
+        config = config_from_env(env)
+    except ConfigError as e:
+        return message_page(f"## The chat Space is misconfigured\n\n{e}\n\nFix the variable and restart.")
+    return build_demo(
+        config.model, max_input_chars=config.max_input_chars, concurrency=config.concurrency, gpu=config.gpu
+    )
