@@ -22,6 +22,7 @@ FAKE = {
         "okapi_mmlu_vi": {"acc,none": 0.27, "acc_norm,none": 0.28},
         "okapi_mmlu_val_de": {"acc,none": 0.26, "acc_norm,none": 0.24},
         "okapi_arc": {"acc,none": 0.23, "acc_norm,none": 0.25},  # a group: not a (bench, lang) score
+        "okapi_mmlu_val": {"acc,none": 0.24, "acc_norm,none": 0.26},  # a group that looks like mmlu + "val"
         "arc_vi": {"acc,none": 0.9},  # not ours
     }
 }

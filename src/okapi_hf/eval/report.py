@@ -26,8 +26,12 @@ def collect_scores(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, f
     scores = {}
     for task, values in results.get("results", {}).items():
         bench, _, lang = task.removeprefix("okapi_").rpartition("_")
-        if not task.startswith("okapi_") or bench not in BENCHMARK_NAMES:
-            continue  # a group, or a task that is not one of ours
+        if (
+            not task.startswith("okapi_")
+            or bench not in BENCHMARK_NAMES
+            or f"{bench}_{lang}" in BENCHMARK_NAMES
+        ):
+            continue  # a group (okapi_arc, okapi_mmlu_val), or a task that is not one of ours
         scores[(bench, lang)] = {m: float(values[f"{m},none"]) for m in METRICS if f"{m},none" in values}
     return scores
 
