@@ -149,6 +149,28 @@ def test_ranking_pairs_become_one_ranking_with_bad_groups_counted(write_raw):
     }
 
 
+def test_kwise_ranking_rows_are_taken_as_they_are_beside_pairs(write_raw):
+    """`okapi-hf data rank` writes K-wise rows; a file may also mix them with release pairs."""
+    rows = [
+        {"instruction": "q1", "input": "", "responses": ["a", "b", "c", "d"]},  # row 1
+        {"instruction": "q2", "input": "x", "prefered_output": "p", "rejected_output": "r"},  # row 2
+        {"instruction": "q3", "input": "", "responses": ["only one"]},  # row 3: too few
+        {"instruction": "q4", "input": "", "responses": ["a", 2]},  # row 4: not strings
+        {"instruction": "q1", "input": "", "responses": ["a", "b", "c", "d"]},  # row 5: duplicate
+        {"instruction": "q6", "input": "", "responses": ["same", "same"]},  # row 6: not distinct
+    ]
+    out, report = ingest_file(write_raw("ranking", "vi", rows, jsonl=True), RANKING, "vi")
+    assert [(r["id"], r["responses"]) for r in out] == [
+        ("vi-ranking-1", ["a", "b", "c", "d"]),
+        ("vi-ranking-2", ["p", "r"]),
+    ]
+    assert report.skipped == {
+        "field 'responses' needs at least 2 distinct responses (got 1)": [3, 6],
+        "field 'responses' must be a list of non-empty strings": [4],
+        "duplicate row": [5],
+    }
+
+
 def test_raw_path_accepts_the_release_code_and_names_what_is_missing(write_raw, tmp_path):
     write_raw("sft", "jp", [_sft(0)])
     assert raw_path(tmp_path / "raw", SFT, "ja").name == "jp.json"

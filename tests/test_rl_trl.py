@@ -15,11 +15,12 @@ from okapi_hf.data.build import build_dataset
 from okapi_hf.data.load import load_dataset
 from okapi_hf.data.sample import SAMPLE_LANGS, sample_rows, write_sample_raw
 from okapi_hf.errors import ConfigError, DataError, OkapiError
+from okapi_hf.langid import language_score
 from okapi_hf.prompts import format_prompt
 from okapi_hf.testing import make_tiny_model
 from okapi_hf.train import rl
 from okapi_hf.train.recipes import parse_stage_args
-from okapi_hf.train.rewards import RewardModelScorer, language_fidelity_reward, language_score
+from okapi_hf.train.rewards import RewardModelScorer, language_fidelity_reward
 from okapi_hf.train.rl import OkapiGRPOConfig, OkapiRLOOConfig, prepare_prompts, train_trl_rl
 
 ENGLISH = (

@@ -39,6 +39,7 @@ _EXPORTS = {
     "ListwiseDPOTrainer": "okapi_hf.train.dpo",
     "RewardModelScorer": "okapi_hf.train.rewards",
     "language_fidelity_reward": "okapi_hf.train.rewards",
+    "language_score": "okapi_hf.langid",
     "train_all": "okapi_hf.train.pipeline",
     "OkapiError": "okapi_hf.errors",
     "DataError": "okapi_hf.errors",

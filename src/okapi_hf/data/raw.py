@@ -124,6 +124,20 @@ def _clean_row(obj: Any, fields: tuple[str, ...]) -> tuple[dict[str, str], int] 
     return row, cast
 
 
+def _clean_ranked(obj: dict[str, Any]) -> tuple[dict[str, Any], int] | str:
+    """A K-wise ranking row (``responses`` best first, as ``okapi-hf data rank`` writes), or why not."""
+    cleaned = _clean_row(obj, ("instruction", "input"))
+    if isinstance(cleaned, str):
+        return cleaned
+    row, cast = cleaned
+    responses = obj["responses"]
+    if not isinstance(responses, list) or not all(isinstance(r, str) and r.strip() for r in responses):
+        return "field 'responses' must be a list of non-empty strings"
+    if len(responses) < 2 or len(set(responses)) != len(responses):
+        return f"field 'responses' needs at least 2 distinct responses (got {len(set(responses))})"
+    return {**row, "responses": responses}, cast
+
+
 def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[str, Any]], IngestReport]:
     """Read one raw file into rows of ``subset``'s schema (with ``id`` and ``lang``) and a report."""
     lang = get_language(lang).code
@@ -132,18 +146,25 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
     report.read = len(records)
     clean: list[tuple[int, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
+    ranked: list[tuple[int, dict[str, Any]]] = []  # K-wise rows need no regrouping
     for row_number, obj in records:
-        cleaned = _clean_row(obj, subset.raw_fields)
+        kwise = subset.name == "ranking" and isinstance(obj, dict) and "responses" in obj
+        cleaned = _clean_ranked(obj) if kwise else _clean_row(obj, subset.raw_fields)
         if isinstance(cleaned, str):
             report.skip(cleaned, row_number)
             continue
         row, cast = cleaned
-        key = tuple(row[f] for f in subset.raw_fields)
+        key = tuple(
+            str(row[f]) for f in (("instruction", "input", "responses") if kwise else subset.raw_fields)
+        )
         if key in seen:
             report.skip("duplicate row", row_number)
             continue
         seen[key] = row_number
         report.cast += cast
+        if kwise:
+            ranked.append((row_number, row))
+            continue
         clean.append((row_number, row))
 
     if subset.name == "ranking":
@@ -161,6 +182,8 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
             }
             for first, ins, inp, resp in rankings
         ]
+        out += [{"id": f"{lang}-ranking-{n}", "lang": lang, **row} for n, row in ranked]
+        out.sort(key=lambda r: int(r["id"].rsplit("-", 1)[1]))
     else:
         out = [{"id": f"{lang}-{subset.name}-{n}", "lang": lang, **row} for n, row in clean]
     report.written = len(out)
