@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from okapi_hf.errors import OkapiError
 from okapi_hf.languages import GROUPS, get_language
@@ -60,6 +61,145 @@ def _data_build(args: argparse.Namespace) -> None:
     )
     print(result.summary())
     print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
+
+
+def _data_create(args: argparse.Namespace) -> None:
+    """generate / translate / respond / rank / taco: one LLM-driven step over files."""
+    from okapi_hf.data import create
+
+    client_kw = {"cache": args.cache, "concurrency": args.concurrency, "price": args.price}
+    common = {"progress": True, **client_kw}
+    step = args.data_command
+    if step == "generate":
+        report = create.generate(
+            args.out, args.num, args.backend, seeds=args.seeds, prompts_dir=args.prompts, **common
+        )
+        print(f"{report.summary()}\n  {report.usage}\nwrote {report.out}")
+        return
+    if step == "translate":
+        reports = create.translate(
+            args.input,
+            args.out,
+            args.langs,
+            args.backend,
+            subset=args.subset,
+            shard=args.shard,
+            prompts_dir=args.prompts,
+            **common,
+        )
+    elif step == "respond":
+        reports = [
+            create.respond(
+                args.input,
+                args.out,
+                args.backend.split(","),
+                lang=args.lang,
+                samples=args.samples,
+                shard=args.shard,
+                **common,
+            )
+        ]
+    elif step == "rank":
+        reports = [
+            create.rank(
+                args.input,
+                args.out,
+                args.backend,
+                lang=args.lang,
+                shard=args.shard,
+                prompts_dir=args.prompts,
+                **common,
+            )
+        ]
+    else:
+        reports = [
+            create.taco(
+                args.input,
+                args.out,
+                args.backend,
+                lang=args.lang,
+                english=args.english,
+                answer=args.answer,
+                shard=args.shard,
+                prompts_dir=args.prompts,
+                **common,
+            )
+        ]
+    for report in reports:
+        print(report.summary())
+
+
+def _data_merge(args: argparse.Namespace) -> None:
+    from okapi_hf.data.runner import merge_shards
+
+    print(f"merged {merge_shards(args.file, args.shards)} row(s) from {args.shards} shards into {args.file}")
+
+
+def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) -> None:
+    """The four Okapi data-creation steps, TaCo, and merging shards."""
+
+    def llm_flags(p: argparse.ArgumentParser, *, shardable: bool = True, several: bool = False) -> None:
+        p.add_argument(
+            "--backend",
+            required=True,
+            help=("comma-separated " if several else "")
+            + "model spec: openai:MODEL@BASE_URL (any OpenAI-compatible endpoint), local:PATH, seq2seq:PATH",
+        )
+        p.add_argument("--out", required=True, help="output folder, in the release layout `data build` reads")
+        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
+        p.add_argument("--cache", help=f"request cache file (default: OUT/{'.okapi_llm_cache.sqlite'})")
+        p.add_argument(
+            "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
+        )
+        p.add_argument("--prompts", type=Path, help="folder of prompt files that replace the shipped ones")
+        if shardable:
+            p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
+
+    p = data.add_parser("generate", help="step 1: new English tasks, Self-Instruct style, de-duplicated")
+    p.add_argument("--num", type=int, required=True, help="how many new tasks to keep")
+    p.add_argument(
+        "--seeds", help="seed tasks (JSON/JSONL with instruction, input, output); default: shipped"
+    )
+    llm_flags(p, shardable=False)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("translate", help="step 2: translate rows into target languages, checked")
+    p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction, input, output")
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subset", choices=["sft", "rl"], default="sft", help="which release folder to write")
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("respond", help="step 3: K responses per instruction from one or more models")
+    p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction and input")
+    p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
+    p.add_argument("--samples", type=int, default=1, help="responses per model (sampled)")
+    llm_flags(p, several=True)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("rank", help="step 4: Okapi's two-turn ranking (translate to English, then rank)")
+    p.add_argument("--input", required=True, help="rows with `responses`, as `data respond` writes them")
+    p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("taco", help="translation-assisted chain-of-thought rows (TaCo) from SFT rows")
+    p.add_argument("--input", required=True, help="SFT rows in the target language")
+    p.add_argument("--lang", help="the target language (default: the rows' `lang` field)")
+    p.add_argument("--english", help="the aligned English rows (same ids), which saves translation requests")
+    p.add_argument(
+        "--answer",
+        choices=["row", "model"],
+        default="row",
+        help="row: the row's own output is the answer (as TaCo); model: the backend answers in English",
+    )
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("merge", help="join the shard files of one output (`--shard i/n` runs)")
+    p.add_argument("file", help="the output file without the shard suffix, e.g. OUT/responses/vi.jsonl")
+    p.add_argument("--shards", type=int, required=True, help="n, the number of shards")
+    p.set_defaults(func=_data_merge)
 
 
 def _eval_tasks_path(args: argparse.Namespace) -> None:
@@ -311,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=42, help="seed of the train/validation split")
     p.set_defaults(func=_data_build)
+    _add_creation_commands(data, langs_help)
     return parser
 
 

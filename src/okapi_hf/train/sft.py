@@ -9,6 +9,8 @@ adds what Okapi's data and recipe need around it:
 - a multilingual mixture can be resampled to per-language shares (`mix_languages`);
 - rows that cannot teach anything (an empty output, a prompt that fills ``max_length``) are counted,
   reported and left out, never dropped silently;
+- a curriculum (TaCo's: general instructions first, then chain-of-thought rows) keeps its phases in
+  order: rows carry a ``phase`` and `CurriculumSampler` shuffles within a phase, never across;
 - trl's padding-free packing is refused for models whose forward takes no ``position_ids`` (BLOOM):
   there, packed sequences would attend to each other.
 """
@@ -20,11 +22,13 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, PreTrainedTokenizerBase
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 PROMPT_FORMATS = ("okapi", "chat")
 LOSS_ON = ("response", "full")
 PADDING_FREE_STRATEGIES = ("bfd", "bfd_split")  # the packing strategies trl runs padding-free
+PHASE_COLUMN = "phase"  # curriculum phase of a training row: 0 first, then 1, ...
+CURRICULUM_SAMPLING = ("random", "sequential")  # within a phase: shuffled, or in the order loaded
 
 
 @dataclass
@@ -70,6 +76,17 @@ class OkapiSFTConfig(SFTConfig):
             "without repeating rows. Default: every row as loaded."
         },
     )
+    curriculum_datasets: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "A curriculum: datasets trained after the general data (dataset_path), one phase each, in "
+            "this order, as TaCo trains its chain-of-thought rows after general instruction data. Each is a "
+            "folder from `okapi-hf data build`, a Hub repo id, or a JSON/JSONL file of sft rows (`{lang}` in "
+            "its path stands for each language). Every pass over a phase (num_train_epochs of them) comes "
+            "before the next phase; rows are shuffled within a phase, never across. max_train_samples "
+            "applies to each phase."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -92,6 +109,26 @@ class OkapiSFTConfig(SFTConfig):
             )
         if self.assistant_only_loss and not response_only:
             raise ConfigError("assistant_only_loss=true masks the prompt, which contradicts loss_on=full")
+        if self.curriculum_datasets:
+            check_curriculum(self)
+
+
+def check_curriculum(args: SFTConfig) -> None:
+    """Refuse settings that would mix the phases of a curriculum.
+
+    Packing concatenates rows of any phase into one sequence (and trl drops the ``phase`` column to do
+    it); the length-grouped samplers order rows by length across phases.
+    """
+    if args.packing:
+        raise ConfigError(
+            "a curriculum (curriculum_datasets, or a `phase` column) needs packing=false: packing puts rows "
+            "of different phases into one sequence"
+        )
+    if args.train_sampling_strategy not in CURRICULUM_SAMPLING:
+        raise ConfigError(
+            f"a curriculum orders rows by phase, so train_sampling_strategy must be one of "
+            f"{list(CURRICULUM_SAMPLING)} (within a phase), got {args.train_sampling_strategy!r}"
+        )
 
 
 # -- rows ------------------------------------------------------------------------------------------------
@@ -110,7 +147,8 @@ def to_prompt_completion(row: dict[str, Any], prompt_format: str = "okapi") -> d
         prompt, completion = to_messages(instruction, okapi_input), [{"role": "assistant", "content": output}]
     else:
         raise ConfigError(f"prompt_format must be one of {list(PROMPT_FORMATS)}, got {prompt_format!r}")
-    return {"prompt": prompt, "completion": completion, **{k: row[k] for k in ("lang", "id") if k in row}}
+    kept = {k: row[k] for k in ("lang", "id", PHASE_COLUMN) if k in row}
+    return {"prompt": prompt, "completion": completion, **kept}
 
 
 @dataclass
@@ -270,6 +308,59 @@ def mix_languages(
     return dataset.select(chosen), report
 
 
+# -- curriculum ------------------------------------------------------------------------------------------
+
+
+class CurriculumSampler(torch.utils.data.Sampler[int]):
+    """Training row indices phase by phase: every pass over phase 0, then every pass over phase 1, ...
+
+    The whole run is one sequence of ``passes`` shuffled passes over each phase's rows, phases in
+    order. The Trainer asks for one epoch at a time (``set_epoch``) and epoch ``e`` gets the ``e``-th
+    stretch of ``len(phases)`` indices, so an epoch keeps its usual length, the learning-rate schedule
+    spans the whole curriculum, and no row of a later phase comes before the last pass over an earlier
+    one. Epochs beyond ``passes`` (a ``max_steps`` that overshoots) repeat the last phase. The order
+    depends only on ``seed`` and the epoch, so every process and a resumed run see the same sequence.
+    """
+
+    def __init__(self, phases: Sequence[int], passes: int, *, seed: int = 0, shuffle: bool = True):
+        if not len(phases):
+            raise DataError("a curriculum needs at least one training row")
+        if passes < 1:
+            raise ConfigError(f"a curriculum needs at least one pass over its phases, got {passes}")
+        self.phases = np.asarray(list(phases), dtype=np.int64)
+        self.passes, self.seed, self.shuffle, self.epoch = passes, seed, shuffle, 0
+        self.by_phase = {int(p): np.flatnonzero(self.phases == p) for p in np.unique(self.phases)}
+        self._sequence: np.ndarray | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.phases)
+
+    def _pass(self, rng: np.random.Generator, indices: np.ndarray) -> np.ndarray:
+        return rng.permutation(indices) if self.shuffle else indices
+
+    def sequence(self) -> np.ndarray:
+        """The indices of all ``passes`` epochs, phase by phase."""
+        if self._sequence is None:
+            rng = np.random.default_rng(self.seed)
+            self._sequence = np.concatenate(
+                [self._pass(rng, rows) for rows in self.by_phase.values() for _ in range(self.passes)]
+            )
+        return self._sequence
+
+    def __iter__(self) -> Iterator[int]:
+        n, start = len(self), self.epoch * len(self)
+        if start < len(self.sequence()):
+            chunk = self.sequence()[start : start + n]
+        else:  # past the planned passes: stay on the last phase
+            rng = np.random.default_rng([self.seed, self.epoch])
+            last = self.by_phase[max(self.by_phase)]
+            chunk = np.concatenate([self._pass(rng, last) for _ in range(-(-n // len(last)))])[:n]
+        return iter(chunk.tolist())
+
+
 def save_data_reports(output_dir: str | Path, reports: dict[str, SFTDataReport | MixReport]) -> Path:
     """Write what data preparation and mixing kept and left out to ``sft_data_report.json``."""
     path = Path(output_dir) / "sft_data_report.json"
@@ -347,8 +438,30 @@ class OkapiSFTTrainer(SFTTrainer):
         if not isinstance(args, OkapiSFTConfig):
             raise TypeError(f"args must be an OkapiSFTConfig, got {type(args).__name__}")
         check_packing(model, args)
+        train = kwargs.get("train_dataset")
+        if PHASE_COLUMN in (getattr(train, "column_names", None) or []):
+            check_curriculum(args)
         self.data_reports: dict[str, SFTDataReport] = {}
         super().__init__(model, args=args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """A `CurriculumSampler` when the training rows carry a ``phase``; the Trainer's sampler otherwise.
+
+        The phases are read from ``self.train_dataset``: the dataset passed here has lost every column
+        the model does not take.
+        """
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        if PHASE_COLUMN not in columns:
+            return super()._get_train_sampler(train_dataset)
+        phases = self.train_dataset[PHASE_COLUMN]
+        args = self.args
+        passes = math.ceil(args.num_train_epochs)
+        if args.max_steps > 0:  # the Trainer counts epochs from max_steps then: cover the rows it will draw
+            rows_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            passes = max(1, math.ceil(args.max_steps * rows_per_step / len(phases)))
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        shuffle = args.train_sampling_strategy == "random"
+        return CurriculumSampler(phases, passes, seed=seed, shuffle=shuffle)
 
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
         if not isinstance(dataset, Dataset) and "instruction" in (dataset.column_names or []):

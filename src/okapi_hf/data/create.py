@@ -1,0 +1,223 @@
+"""The data-creation steps as functions over files, in the release layout ``data build`` reads.
+
+generate -> ``multilingual-alpaca-52k/en.jsonl``; translate -> ``<subset folder>/<lang>.jsonl``;
+respond -> ``responses/<lang>.jsonl``; rank -> ``multilingual-ranking-data-42k/<lang>.jsonl``;
+taco -> ``taco/<lang>.jsonl``. So ``okapi-hf data build --raw-dir OUT`` takes the results unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from okapi_hf.data.backends import make_backend
+from okapi_hf.data.llm import LLMClient, Price
+from okapi_hf.data.runner import (
+    RunReport,
+    _write_all,
+    parse_shard,
+    read_rows,
+    run_rows,
+    shard_path,
+    take_shard,
+)
+from okapi_hf.data.schema import get_subset
+from okapi_hf.errors import DataError
+from okapi_hf.languages import get_language, resolve_langs
+
+CACHE_NAME = ".okapi_llm_cache.sqlite"
+
+
+def make_client(
+    backend: str,
+    out: str | Path,
+    *,
+    cache: str | Path | None = None,
+    concurrency: int = 16,
+    price: str | None = None,
+) -> LLMClient:
+    """A client for ``backend`` whose request cache lives in ``out`` unless ``cache`` says otherwise."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return LLMClient(
+        make_backend(backend),
+        concurrency=concurrency,
+        cache=Path(cache) if cache else Path(out) / CACHE_NAME,
+        price=parse_price(price),
+    )
+
+
+def parse_price(spec: str | None) -> Price | None:
+    """``"0.15,0.60"``: USD per million input and output tokens."""
+    if not spec:
+        return None
+    try:
+        given, taken = (float(x) for x in spec.split(","))
+    except ValueError:
+        raise DataError(
+            f"--price {spec!r}: expected INPUT,OUTPUT in USD per million tokens, e.g. 0.15,0.60"
+        ) from None
+    return Price(given, taken)
+
+
+def _output(out: str | Path, folder: str, lang: str, shard: str | None) -> Path:
+    return shard_path(Path(out) / folder / f"{lang}.jsonl", parse_shard(shard))
+
+
+def _rows(input: str | Path, shard: str | None) -> list[dict[str, Any]]:
+    return take_shard(read_rows(input), parse_shard(shard))
+
+
+def _lang_of(rows: Sequence[dict[str, Any]], lang: str | None, input: str | Path) -> str:
+    """The language to work in: ``lang`` if given, else the one every row's ``lang`` field names."""
+    if lang:
+        return get_language(lang).code
+    found = {row.get("lang") for row in rows}
+    if len(found) != 1 or None in found:
+        raise DataError(f"{input}: rows carry languages {sorted(map(str, found))}; pass --lang")
+    return get_language(found.pop()).code
+
+
+def _run(
+    rows: list[dict[str, Any]], work: Any, out: Path, step: str, clients: list[LLMClient], progress: bool
+) -> RunReport:
+    """Run the step in one event loop and close its clients there (their connections belong to it)."""
+
+    async def go() -> RunReport:
+        try:
+            return await run_rows(rows, work, out, step=step, client=clients[0], progress=progress)
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    return asyncio.run(go())
+
+
+def generate(
+    out: str | Path,
+    num: int,
+    backend: str,
+    *,
+    seeds: str | Path | None = None,
+    prompts_dir: Path | None = None,
+    progress: bool = True,
+    **client_kw: Any,
+) -> Any:
+    """Self-Instruct English tasks from ``seeds`` (default: the shipped seed tasks)."""
+    from okapi_hf.data.generate import generate_tasks
+
+    seed_file = Path(seeds) if seeds else Path(__file__).parent / "prompts" / "seed_tasks.jsonl"
+    seed_rows = read_rows(seed_file)
+    client = make_client(backend, out, **client_kw)
+
+    async def go() -> Any:
+        try:
+            return await generate_tasks(seed_rows, client, num, prompts_dir=prompts_dir, progress=progress)
+        finally:
+            await client.aclose()
+
+    tasks, report = asyncio.run(go())
+    target = Path(out) / get_subset("sft").release_folder / "en.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_all(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
+    report.out, report.usage = target, client.usage.summary()
+    return report
+
+
+def translate(
+    input: str | Path,
+    out: str | Path,
+    langs: str,
+    backend: str,
+    *,
+    subset: str = "sft",
+    shard: str | None = None,
+    prompts_dir: Path | None = None,
+    progress: bool = True,
+    **client_kw: Any,
+) -> list[RunReport]:
+    """Each row's instruction, input and output in every language of ``langs``."""
+    from okapi_hf.data.translate import make_translate
+
+    folder = get_subset(subset).release_folder
+    rows = _rows(input, shard)
+    reports = []
+    for lang in resolve_langs(langs):
+        client = make_client(backend, out, **client_kw)
+        work = make_translate(lang, client, prompts_dir=prompts_dir)
+        reports.append(
+            _run(rows, work, _output(out, folder, lang, shard), f"translate {lang}", [client], progress)
+        )
+    return reports
+
+
+def respond(
+    input: str | Path,
+    out: str | Path,
+    backends: Sequence[str],
+    *,
+    lang: str | None = None,
+    samples: int = 1,
+    max_tokens: int = 512,
+    shard: str | None = None,
+    progress: bool = True,
+    **client_kw: Any,
+) -> RunReport:
+    """K responses per row: every backend, ``samples`` times each."""
+    from okapi_hf.data.respond import make_respond
+
+    rows = _rows(input, shard)
+    lang = _lang_of(rows, lang, input)
+    clients = [make_client(spec, out, **client_kw) for spec in backends]
+    work = make_respond(clients, samples=samples, max_tokens=max_tokens)
+    return _run(rows, work, _output(out, "responses", lang, shard), f"respond {lang}", clients, progress)
+
+
+def rank(
+    input: str | Path,
+    out: str | Path,
+    backend: str,
+    *,
+    lang: str | None = None,
+    max_tokens: int = 2048,
+    shard: str | None = None,
+    prompts_dir: Path | None = None,
+    progress: bool = True,
+    **client_kw: Any,
+) -> RunReport:
+    """Each row's responses ordered best first by the judge: ranking-subset rows."""
+    from okapi_hf.data.rank import make_rank
+
+    rows = _rows(input, shard)
+    lang = _lang_of(rows, lang, input)
+    for row in rows:
+        row.setdefault("lang", lang)
+    client = make_client(backend, out, **client_kw)
+    work = make_rank(client, prompts_dir=prompts_dir, max_tokens=max_tokens)
+    target = _output(out, get_subset("ranking").release_folder, lang, shard)
+    return _run(rows, work, target, f"rank {lang}", [client], progress)
+
+
+def taco(
+    input: str | Path,
+    out: str | Path,
+    backend: str,
+    *,
+    lang: str | None = None,
+    english: str | Path | None = None,
+    answer: str = "row",
+    shard: str | None = None,
+    prompts_dir: Path | None = None,
+    progress: bool = True,
+    **client_kw: Any,
+) -> RunReport:
+    """TaCo rows (instruction in ``lang``, then English instruction, English answer, answer in ``lang``)."""
+    from okapi_hf.data.taco import make_taco
+
+    rows = _rows(input, shard)
+    lang = _lang_of(rows, lang, input)
+    client = make_client(backend, out, **client_kw)
+    english_rows = read_rows(english) if english else None
+    work = make_taco(lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer)
+    return _run(rows, work, _output(out, "taco", lang, shard), f"taco {lang}", [client], progress)

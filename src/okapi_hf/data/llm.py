@@ -1,0 +1,635 @@
+"""One client for every model that writes Okapi's data: an OpenAI-compatible endpoint or a local model.
+
+Okapi's four data steps (generate instructions, translate, generate responses, rank) and TaCo's
+chain-of-thought translation are tens of thousands of chat requests each. What makes that practical is
+the same whatever answers the requests (OpenAI, vLLM, TGI, ``transformers serve``, a model in this
+process):
+
+- bounded concurrency, because a sequential client spends its time waiting on the network;
+- retries with exponential backoff and jitter on rate limits (429, honouring ``Retry-After``), server
+  errors (5xx), timeouts, dropped connections and malformed JSON, while a request the server rejects
+  (other 4xx) fails at once with the server's own words;
+- a persistent request cache (SQLite, WAL, one commit per answer), so a run killed halfway and started
+  again sends no request that had already been answered, and re-running a step costs nothing;
+- token and cost accounting, shown live on a progress bar.
+
+A backend turns one :class:`ChatRequest` into one :class:`ChatResult`; :class:`LLMClient` adds
+everything above around any backend. The backends (HTTP, local causal LM, local NLLB/M2M100,
+a Python function) and ``make_backend`` are in :mod:`okapi_hf.data.backends`.
+
+The API key is read from ``OPENAI_API_KEY`` (or passed), sent only as the ``Authorization`` header,
+and kept out of cache keys, the cache file, log records and error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from okapi_hf.errors import ConfigError, DataError, OkapiError
+
+logger = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Statuses worth asking again: timeout, conflict, rate limit and every server-side error.
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests, results, errors, accounting
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Everything that decides an answer; two equal requests to one backend share one cache entry.
+
+    ``sample`` exists so that K samplings of one prompt (Okapi ranks 4 responses per instruction) are
+    K distinct requests, and so K cache entries; a backend that samples locally also derives its seed
+    from it. ``meta`` carries backend-specific fields (``src_lang``/``tgt_lang``/``text`` for MT).
+    """
+
+    messages: tuple[dict[str, str], ...]
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    seed: int | None = None
+    sample: int = 0
+    meta: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
+            raise DataError(
+                f"ChatRequest.messages must be a sequence of messages, got {type(self.messages).__name__}"
+            )
+        if not self.messages:
+            raise DataError("ChatRequest.messages is empty; a chat request needs at least one message")
+        messages = []
+        for i, message in enumerate(self.messages):
+            if not isinstance(message, Mapping):
+                raise DataError(f"ChatRequest.messages[{i}] must be a mapping, got {type(message).__name__}")
+            role, content = message.get("role"), message.get("content")
+            if role not in ROLES:
+                raise DataError(
+                    f"ChatRequest.messages[{i}].role is {role!r}; expected one of {', '.join(ROLES)}"
+                )
+            if not isinstance(content, str):
+                raise DataError(
+                    f"ChatRequest.messages[{i}].content must be a string, got {type(content).__name__}"
+                )
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in message.items()):
+                raise DataError(f"ChatRequest.messages[{i}] must map strings to strings")
+            messages.append(dict(message))  # a private copy: later edits by the caller change nothing
+        object.__setattr__(self, "messages", tuple(messages))
+
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
+            raise DataError(f"ChatRequest.temperature must be a number, got {self.temperature!r}")
+        if self.temperature < 0:
+            raise DataError(f"ChatRequest.temperature must be >= 0, got {self.temperature}")
+        # 0 and 0.0 are one request: without this they would be two cache keys.
+        object.__setattr__(self, "temperature", float(self.temperature))
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise DataError(f"ChatRequest.max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise DataError(f"ChatRequest.seed must be an integer or None, got {self.seed!r}")
+        if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
+            raise DataError(f"ChatRequest.sample must be a non-negative integer, got {self.sample!r}")
+
+        try:
+            meta = dict(self.meta.items()) if isinstance(self.meta, Mapping) else dict(self.meta)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"ChatRequest.meta must be (key, value) pairs or a dict, got {self.meta!r}"
+            ) from None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise DataError(f"ChatRequest.meta must map strings to strings, got {meta!r}")
+        object.__setattr__(self, "meta", tuple(sorted(meta.items())))  # order never changes the key
+
+    @classmethod
+    def chat(cls, messages: Sequence[Mapping[str, str]], **kw: Any) -> ChatRequest:
+        """Build from lists and dicts (``meta`` may be a dict): the convenient way to write one."""
+        meta = kw.pop("meta", ())
+        if isinstance(meta, Mapping):
+            meta = tuple(meta.items())
+        return cls(messages=tuple(messages), meta=tuple(meta), **kw)
+
+    @classmethod
+    def user(cls, content: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
+        """A one-turn request: an optional system message and one user message."""
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        messages.append({"role": "user", "content": content})
+        return cls.chat(messages, **kw)
+
+    @property
+    def meta_dict(self) -> dict[str, str]:
+        return dict(self.meta)
+
+    def last_user_message(self) -> str:
+        """The content of the last user turn (what single-instruction backends answer)."""
+        for message in reversed(self.messages):
+            if message["role"] == "user":
+                return message["content"]
+        raise DataError("ChatRequest has no user message")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "sample": self.sample,
+            "meta": [list(kv) for kv in self.meta],
+        }
+
+    def key(self, backend_id: str) -> str:
+        """sha256 of the canonical JSON of every field plus the backend's identity (never a secret)."""
+        payload = {"backend": backend_id, **self.to_dict()}
+        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def __hash__(self) -> int:  # messages are dicts, so the generated hash would fail
+        return hash(self.key(""))
+
+
+@dataclass
+class ChatResult:
+    """One answer; ``cached`` is True when it came from the cache and no request was sent."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+class LLMError(OkapiError):
+    """A request that failed: for good (after retries, or a non-retryable 4xx), or one retryable attempt.
+
+    The message names the endpoint, the HTTP status (when there is one) and the server's error text;
+    never the API key. ``retryable`` tells the client whether asking again may help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens, input and output (what providers publish)."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def __post_init__(self) -> None:
+        if self.input_per_million < 0 or self.output_per_million < 0:
+            raise ConfigError(f"prices must be >= 0, got {self.input_per_million}/{self.output_per_million}")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
+
+
+@dataclass
+class Usage:
+    """Live counters of one client.
+
+    ``requests`` are answers received from the backend (each one paid for); ``retries`` are attempts
+    that failed and were tried again; ``failures`` are requests given up on; so the backend saw
+    ``requests + retries + failures`` attempts. ``cache_hits`` sent nothing. Tokens and ``cost`` count
+    received answers only (cache hits are free). ``seconds`` is the summed latency of received answers
+    (it exceeds wall time under concurrency; ``seconds / requests`` is the mean latency).
+    """
+
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cost: float | None = None
+
+    @property
+    def attempts(self) -> int:
+        return self.requests + self.retries + self.failures
+
+    def postfix(self) -> dict[str, str]:
+        """Short fields for ``tqdm.set_postfix``."""
+        out = {"req": str(self.requests), "hits": str(self.cache_hits)}
+        if self.retries:
+            out["retry"] = str(self.retries)
+        if self.failures:
+            out["fail"] = str(self.failures)
+        out["tok"] = _short_count(self.prompt_tokens + self.completion_tokens)
+        if self.cost is not None:
+            out["cost"] = f"${self.cost:.4f}"
+        return out
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.requests:,} requests ({self.retries:,} retries, {self.failures:,} failed)",
+            f"{self.cache_hits:,} cache hits",
+            f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
+        ]
+        if self.cost is not None:
+            parts.append(f"${self.cost:.4f}")
+        if self.requests:
+            parts.append(f"mean latency {self.seconds / self.requests:.2f} s")
+        return ", ".join(parts)
+
+
+def _short_count(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f}k"
+    return str(n)
+
+
+# --------------------------------------------------------------------------------------------------
+# The persistent cache
+# --------------------------------------------------------------------------------------------------
+
+
+class RequestCache:
+    """Answers by request key in one SQLite file, safe across threads and processes.
+
+    WAL journal plus autocommit: every ``put`` is its own committed transaction before it returns, so
+    an answer survives the process being killed (SIGKILL) the instant after; ``synchronous=NORMAL``
+    means only a power cut can lose the last few. Readers never block the writer, and a second process
+    on the same file waits (``busy_timeout``) instead of failing.
+    """
+
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            self._setup(deadline=time.monotonic() + 60.0)
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"cannot use {self.path} as the LLM request cache (an SQLite file): {e}") from e
+
+    def _setup(self, deadline: float) -> None:
+        """Switch to WAL and create the table, waiting out other processes doing the same.
+
+        Changing the journal mode answers "database is locked" at once, without the busy handler, while
+        another connection opens the same new file; so that step retries for up to a minute.
+        """
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02 + random.random() * 0.03)
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses ("
+            " key TEXT PRIMARY KEY, backend TEXT NOT NULL, request TEXT NOT NULL, text TEXT NOT NULL,"
+            " prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, finish_reason TEXT,"
+            " created REAL NOT NULL)"
+        )
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            self._db.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
+
+    def get(self, key: str) -> ChatResult | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ChatResult(row[0], row[1], row[2], cached=True, finish_reason=row[3])
+
+    def put(self, key: str, backend_id: str, request: ChatRequest, result: ChatResult) -> None:
+        """Store and commit at once (autocommit): durable when this returns."""
+        record = (
+            key,
+            backend_id,
+            json.dumps(request.to_dict(), ensure_ascii=False, sort_keys=True),
+            result.text,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.finish_reason,
+            time.time(),
+        )
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """What :class:`LLMClient` needs: a cache identity and one async call per request."""
+
+    id: str
+
+    async def complete(self, request: ChatRequest) -> ChatResult: ...
+
+
+@dataclass
+class _LoopState:
+    """asyncio primitives belong to one event loop; ``complete_all`` runs a fresh loop per call."""
+
+    semaphore: asyncio.Semaphore
+    inflight: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)
+
+
+class LLMClient:
+    """Bounded, retried, cached, accounted requests to any backend.
+
+    ``cache=None`` keeps nothing between runs; a path keeps every answer in that SQLite file (created
+    with its folders). ``timeout`` bounds one attempt on backends that talk to a server (local models
+    are bounded by ``max_tokens`` instead). Identical requests in flight at the same time are sent once.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        concurrency: int = 16,
+        cache: str | Path | None = None,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        timeout: float = 120.0,
+        price: Price | None = None,
+    ) -> None:
+        if not isinstance(getattr(backend, "id", None), str) or not hasattr(backend, "complete"):
+            raise ConfigError(f"{backend!r} is not an LLM backend (it needs an `id` string and `complete`)")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        if backoff < 0 or max_backoff < 0 or timeout <= 0:
+            raise ConfigError(
+                f"backoff/max_backoff must be >= 0 and timeout > 0, got {backoff}/{max_backoff}/{timeout}"
+            )
+        self.backend = backend
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.price = price
+        self.cache = RequestCache(cache) if cache is not None else None
+        self.usage = Usage(cost=0.0 if price is not None else None)
+        self._usage_lock = threading.Lock()
+        self._closed = False
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        cache = str(self.cache.path) if self.cache is not None else None
+        return f"LLMClient({self.backend.id!r}, concurrency={self.concurrency}, cache={cache!r})"
+
+    # -- one request --------------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """The answer to ``request``: from the cache if there, else from the backend (then cached)."""
+        if not isinstance(request, ChatRequest):
+            raise TypeError(f"LLMClient.complete takes a ChatRequest, got {type(request).__name__}")
+        if self._closed:
+            raise ConfigError(f"{self!r} is closed")
+        key = request.key(self.backend.id)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._count(cache_hits=1)
+                return hit
+        state = self._state()
+        pending = state.inflight.get(key)
+        if pending is not None:  # the same request is on its way: wait for that answer
+            result = await asyncio.shield(pending)
+            self._count(cache_hits=1)
+            return replace(result, cached=True)
+
+        future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
+        state.inflight[key] = future
+        try:
+            result = await self._send(request, key, state.semaphore)
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(e)
+                future.exception()  # retrieved: nobody may be waiting on it
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del state.inflight[key]
+
+    async def _send(self, request: ChatRequest, key: str, semaphore: asyncio.Semaphore) -> ChatResult:
+        """Attempts with backoff, holding one concurrency slot throughout (backoff is back-pressure)."""
+        timed = getattr(self.backend, "timeout_applies", True)
+        async with semaphore:
+            attempt = 0
+            while True:
+                start = time.perf_counter()
+                try:
+                    if timed:
+                        result = await asyncio.wait_for(self.backend.complete(request), self.timeout)
+                    else:
+                        result = await self.backend.complete(request)
+                except (asyncio.TimeoutError, TimeoutError):
+                    endpoint = getattr(self.backend, "endpoint", self.backend.id)
+                    error = LLMError(
+                        f"{endpoint}: no answer within {self.timeout:g} s (timeout)",
+                        endpoint=endpoint,
+                        retryable=True,
+                    )
+                except LLMError as e:
+                    error = e
+                else:
+                    if not isinstance(result, ChatResult):
+                        raise TypeError(
+                            f"backend {self.backend.id!r} returned {type(result).__name__}, not ChatResult"
+                        )
+                    if self.cache is not None:
+                        self.cache.put(key, self.backend.id, request, result)
+                    self._count(
+                        requests=1,
+                        prompt_tokens=result.prompt_tokens,
+                        completion_tokens=result.completion_tokens,
+                        seconds=time.perf_counter() - start,
+                    )
+                    return result
+
+                if not error.retryable or attempt >= self.max_retries:
+                    self._count(failures=1)
+                    if error.retryable:
+                        raise LLMError(
+                            f"gave up after {attempt + 1} attempts: {error}",
+                            endpoint=error.endpoint,
+                            status=error.status,
+                            attempts=attempt + 1,
+                        ) from error
+                    raise error
+                delay = self._delay(attempt, error.retry_after)
+                self._count(retries=1)
+                logger.info("%s; retry %d/%d in %.2f s", error, attempt + 1, self.max_retries, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """Retry-After when the server gave one (up to ``max_backoff``); else exponential with jitter."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_backoff)
+        base = min(self.max_backoff, self.backoff * 2**attempt)
+        return base * (0.5 + random.random() / 2)  # jitter: clients hit by one 429 do not retry in step
+
+    def _count(self, **deltas: float) -> None:
+        with self._usage_lock:
+            for name, delta in deltas.items():
+                setattr(self.usage, name, getattr(self.usage, name) + delta)
+            if self.price is not None and ("prompt_tokens" in deltas or "completion_tokens" in deltas):
+                self.usage.cost = (self.usage.cost or 0.0) + self.price.cost(
+                    int(deltas.get("prompt_tokens", 0)), int(deltas.get("completion_tokens", 0))
+                )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            state = self._states[loop] = _LoopState(asyncio.Semaphore(self.concurrency))
+        return state
+
+    # -- many requests ------------------------------------------------------------------------------
+
+    def complete_all(
+        self,
+        requests: Sequence[ChatRequest],
+        desc: str = "requests",
+        *,
+        progress: bool = True,
+        return_exceptions: bool = False,
+    ) -> list[ChatResult]:
+        """Answers in the order of ``requests``, with a progress bar (rate, hits, cost).
+
+        Every request runs to its end even when some fail, so each answer received is cached; then
+        the first failure is raised as an :class:`LLMError` counting them all, unless
+        ``return_exceptions`` puts each failure's LLMError in its place in the list. Works from
+        synchronous code and from inside a running event loop (it then runs on a worker thread).
+        """
+        requests = list(requests)
+
+        def run() -> list[ChatResult]:
+            return asyncio.run(self._complete_all(requests, desc, progress, return_exceptions))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run()
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="okapi-llm") as pool:
+            return pool.submit(run).result()
+
+    async def _complete_all(
+        self, requests: list[ChatRequest], desc: str, progress: bool, return_exceptions: bool
+    ) -> list[Any]:
+        from tqdm import tqdm
+
+        results: list[Any] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc=desc, unit="req", disable=not progress, dynamic_ncols=True)
+
+        async def one(i: int, request: ChatRequest) -> None:
+            try:
+                results[i] = await self.complete(request)
+            except LLMError as e:
+                results[i] = e
+            bar.update(1)
+            bar.set_postfix(self.usage.postfix(), refresh=False)
+
+        try:
+            await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+        finally:
+            bar.close()
+            await self._release_loop()
+        failed = [r for r in results if isinstance(r, LLMError)]
+        if failed and not return_exceptions:
+            raise LLMError(
+                f"{len(failed)} of {len(requests)} requests failed (the {len(requests) - len(failed)} answered "
+                f"are cached when a cache is set); first: {failed[0]}",
+                endpoint=failed[0].endpoint,
+                status=failed[0].status,
+            ) from failed[0]
+        return results
+
+    async def _release_loop(self) -> None:
+        """Close what the backend opened on this event loop (``asyncio.run`` is about to close it)."""
+        self._states.pop(asyncio.get_running_loop(), None)
+        release = getattr(self.backend, "aclose", None)
+        if release is not None:
+            await release()
+
+    # -- closing ------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._release_loop()
+        self.close()
+
+    def close(self) -> None:
+        """Close the cache file; the client takes no more requests."""
+        if not self._closed and self.cache is not None:
+            self.cache.close()
+        self._closed = True
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

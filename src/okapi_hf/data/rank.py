@@ -1,0 +1,100 @@
+"""Step 4: Okapi's two-turn ranking: translate the instruction and responses to English, then rank.
+
+The judge must end with ``Ranking: [[2, 1, 4, 3]]`` naming every response once. Anything else is
+not guessed at: the judge is asked once more for the line alone, and a second failure rejects the
+row with the reason counted.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from okapi_hf.data.llm import ChatRequest
+from okapi_hf.data.prompts import render
+from okapi_hf.data.runner import RowRejected
+from okapi_hf.languages import get_language
+
+_RANKING = re.compile(r"ranking\s*:\s*\[\[([^\[\]]*)\]\]", re.IGNORECASE)
+
+
+def parse_ranking(text: str, k: int) -> list[int]:
+    """The 1-based response numbers, best first, from the judge's text; ValueError says what is wrong.
+
+    Exactly one ``Ranking: [[...]]`` line, holding each number from 1 to ``k`` exactly once.
+    """
+    found = _RANKING.findall(text)
+    if not found:
+        raise ValueError("no 'Ranking: [[...]]' line")
+    if len(set(found)) > 1:
+        raise ValueError(f"{len(found)} different ranking lines")
+    parts = [p.strip() for p in found[0].split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"the ranking [[{found[0]}]] is not a list of response numbers")
+    numbers = [int(p) for p in parts]
+    if sorted(numbers) != list(range(1, k + 1)):
+        raise ValueError(f"the ranking {numbers} does not list each of 1..{k} once")
+    return numbers
+
+
+def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int = 2048) -> Any:
+    """The runner's per-row work: the row's ``responses`` reordered best first (a ranking-subset row)."""
+
+    async def work(row: dict[str, Any]) -> dict[str, Any]:
+        responses = row.get("responses")
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise RowRejected("fewer than 2 responses to rank")
+        language = get_language(row.get("lang") or "").name
+        k = len(responses)
+        fields = {"language": language, "k": k, "example": ", ".join(map(str, range(1, k + 1)))}
+        messages = [
+            {
+                "role": "user",
+                "content": render(
+                    "rank_translate",
+                    prompts_dir,
+                    language=language,
+                    instruction=row["instruction"],
+                    input=row.get("input") or "",
+                    responses=responses,
+                ),
+            }
+        ]
+        translation = await client.complete(ChatRequest.chat(messages, max_tokens=max_tokens))
+        messages += [
+            {"role": "assistant", "content": translation.text},
+            {"role": "user", "content": render("rank_judge", prompts_dir, **fields)},
+        ]
+        judgement = await client.complete(ChatRequest.chat(messages, max_tokens=max_tokens))
+        try:
+            order = parse_ranking(judgement.text, k)
+        except ValueError as first:
+            messages += [
+                {"role": "assistant", "content": judgement.text},
+                {"role": "user", "content": render("rank_retry", prompts_dir, problem=str(first), **fields)},
+            ]
+            retry = await client.complete(ChatRequest.chat(messages, max_tokens=64))
+            try:
+                order = parse_ranking(retry.text, k)
+            except ValueError:
+                raise RowRejected(f"unparsable ranking after a retry ({_kind(first)})") from None
+        return {
+            "id": row["id"],
+            "lang": row.get("lang", ""),
+            "instruction": row["instruction"],
+            "input": row.get("input") or "",
+            "responses": [responses[n - 1] for n in order],
+        }
+
+    return work
+
+
+def _kind(error: ValueError) -> str:
+    """A short, countable form of a parse error (without the row's own numbers)."""
+    text = str(error)
+    if text.startswith("no "):
+        return "no ranking line"
+    if "different ranking lines" in text:
+        return "several ranking lines"
+    return "not a permutation of the response numbers"

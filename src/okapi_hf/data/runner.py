@@ -1,0 +1,235 @@
+"""Run one data-creation step over rows: concurrently, resumably, shardably, and with its count of losses.
+
+Every step is an async function ``work(row) -> new row`` that may raise :class:`RowRejected`. The
+runner appends each finished row to a JSON Lines file the moment it is done (one write, then fsync),
+so a run killed at any point resumes with the rows it lacks; together with the LLM client's
+persistent cache, no completed request is sent twice and every row ends up exactly once. Rejected
+rows go to a ``.rejected.jsonl`` file beside the output, with their reason, and are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from okapi_hf.data.raw import read_records
+from okapi_hf.errors import DataError, OkapiError
+
+Work = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class RowRejected(OkapiError):
+    """A row a step cannot produce (an unparsable judgement, a translation in the wrong language...)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class RunReport:
+    """What a run did: rows written now or before, rejected (by reason) and failed (by error)."""
+
+    step: str
+    out: Path
+    total: int = 0
+    resumed: int = 0
+    written: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    usage: str = ""
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.step}: {self.written} row(s) written to {self.out} this run, {self.resumed} already there, "
+            f"{sum(self.rejected.values())} rejected, {sum(self.failed.values())} failed (of {self.total})"
+        ]
+        lines += [f"  rejected ({n}): {reason}" for reason, n in self.rejected.most_common()]
+        lines += [
+            f"  failed ({n}): {error} -- run the command again to retry" for error, n in self.failed.items()
+        ]
+        if self.usage:
+            lines.append(f"  {self.usage}")
+        return "\n".join(lines)
+
+
+# -- reading rows and shards ----------------------------------------------------------------------------
+
+
+def read_rows(path: str | Path, *, id_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSON array or JSON Lines file; rows without an ``id`` get ``<prefix>-<row number>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file {path} does not exist")
+    rows, seen = [], {}
+    for number, obj in read_records(path):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, row {number}: expected a JSON object, got {type(obj).__name__}")
+        row = dict(obj)
+        row.setdefault("id", f"{id_prefix or path.stem}-{number}")
+        row["id"] = str(row["id"])
+        if row["id"] in seen:
+            raise DataError(f"{path}, row {number}: id {row['id']!r} repeats row {seen[row['id']]}")
+        seen[row["id"]] = number
+        rows.append(row)
+    return rows
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0-based ``i``) to ``(i, n)``."""
+    if spec is None:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise DataError(f"--shard {spec!r}: expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(match[1]), int(match[2])
+
+
+def take_shard(rows: Sequence[dict[str, Any]], shard: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """Every n-th row starting at i: shards interleave, so each gets a fair mix of long and short rows."""
+    if shard is None:
+        return list(rows)
+    i, n = shard
+    return [row for k, row in enumerate(rows) if k % n == i]
+
+
+def shard_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """``vi.jsonl`` -> ``vi.shard-0-of-4.jsonl`` for a shard's own output file."""
+    if shard is None:
+        return out
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.shard-{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def rejected_path(out: Path) -> Path:
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.rejected.jsonl")
+
+
+def merge_shards(out: str | Path, n: int) -> int:
+    """Join the ``n`` shard files of ``out`` into ``out`` (and their rejections); return the row count.
+
+    Every shard must be there and no id may appear twice, so a merged file is never partial by accident.
+    """
+    out = Path(out)
+    parts = [shard_path(out, (i, n)) for i in range(n)]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise DataError(f"cannot merge {out}: missing shard file(s) {', '.join(missing)}")
+    rows = _join(parts)
+    rejected = _join([rejected_path(p) for p in parts])
+    _write_all(out, rows)
+    if rejected:
+        _write_all(rejected_path(out), rejected)
+    return len(rows)
+
+
+def _join(parts: list[Path]) -> list[dict[str, Any]]:
+    rows, origin = [], {}
+    for part in parts:
+        for row in _read_done(part):
+            if row["id"] in origin:
+                raise DataError(f"id {row['id']!r} is in both {origin[row['id']]} and {part}")
+            origin[row["id"]] = part
+            rows.append(row)
+    return rows
+
+
+# -- the output file --------------------------------------------------------------------------------------
+
+
+def _read_done(path: Path) -> list[dict[str, Any]]:
+    """The rows a previous run finished; a last line cut short by a kill is dropped from the file."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    rows = []
+    for number, line in enumerate(complete, start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}, line {number}: not JSON ({e.msg}); the file was changed by hand?"
+                ) from None
+    if tail.strip():  # the kill came mid-line: that row was not finished
+        with path.open("r+b") as f:
+            f.truncate(len(data) - len(tail))
+    return rows
+
+
+def _append(f: Any, row: dict[str, Any]) -> None:
+    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _write_all(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- running -------------------------------------------------------------------------------------------
+
+
+async def run_rows(
+    rows: Sequence[dict[str, Any]],
+    work: Work,
+    out: str | Path,
+    *,
+    step: str,
+    client: Any = None,
+    max_in_flight: int = 64,
+    progress: bool = True,
+) -> RunReport:
+    """Apply ``work`` to the rows not yet in ``out``, appending each result as it finishes.
+
+    ``max_in_flight`` workers take rows one at a time (the client bounds the requests), so 64K rows
+    never become 64K pending tasks. A row whose requests fail for good is counted as
+    failed and left for the next run; a :class:`RowRejected` row is recorded and not retried.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejects = rejected_path(out)
+    done = {row["id"] for row in _read_done(out)} | {row["id"] for row in _read_done(rejects)}
+    todo = [row for row in rows if row["id"] not in done]
+    report = RunReport(step=step, out=out, total=len(rows), resumed=len(rows) - len(todo))
+    bar = tqdm(total=len(rows), initial=report.resumed, desc=step, unit="row", disable=not progress)
+    pending = iter(todo)  # shared by the workers; asyncio switches only at awaits, so this is safe
+
+    async def worker(f_out: Any, f_rej: Any) -> None:
+        for row in pending:
+            try:
+                result = await work(row)
+            except RowRejected as e:
+                report.rejected[e.reason] += 1
+                _append(f_rej, {"id": row["id"], "reason": e.reason})
+            except OkapiError as e:  # an LLM request that failed for good: retried by the next run
+                report.failed[str(e)] += 1
+            else:
+                _append(f_out, {**result, "id": row["id"]})
+                report.written += 1
+            bar.update(1)
+            if client is not None:
+                bar.set_postfix(client.usage.postfix(), refresh=False)
+
+    try:
+        with out.open("a", encoding="utf-8") as f_out, rejects.open("a", encoding="utf-8") as f_rej:
+            await asyncio.gather(*(worker(f_out, f_rej) for _ in range(min(max_in_flight, len(todo)))))
+    finally:
+        bar.close()
+    if rejects.is_file() and rejects.stat().st_size == 0:
+        rejects.unlink()
+    if client is not None:
+        report.usage = client.usage.summary()
+    return report
