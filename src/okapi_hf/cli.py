@@ -63,69 +63,31 @@ def _data_build(args: argparse.Namespace) -> None:
     print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
 
 
+# The options of each data-creation step that go to its function in okapi_hf.data.create, by name.
+STEP_OPTIONS = {
+    "generate": ("num", "seeds", "prompts_dir"),
+    "translate": ("input", "langs", "subset", "shard", "prompts_dir"),
+    "respond": ("input", "lang", "samples", "shard"),
+    "rank": ("input", "lang", "shard", "prompts_dir"),
+    "taco": ("input", "lang", "english", "answer", "shard", "prompts_dir"),
+}
+
+
 def _data_create(args: argparse.Namespace) -> None:
     """generate / translate / respond / rank / taco: one LLM-driven step over files."""
     from okapi_hf.data import create
 
-    client_kw = {"cache": args.cache, "concurrency": args.concurrency, "price": args.price}
-    common = {"progress": True, **client_kw}
     step = args.data_command
-    if step == "generate":
-        report = create.generate(
-            args.out, args.num, args.backend, seeds=args.seeds, prompts_dir=args.prompts, **common
-        )
-        print(f"{report.summary()}\n  {report.usage}\nwrote {report.out}")
-        return
-    if step == "translate":
-        reports = create.translate(
-            args.input,
-            args.out,
-            args.langs,
-            args.backend,
-            subset=args.subset,
-            shard=args.shard,
-            prompts_dir=args.prompts,
-            **common,
-        )
-    elif step == "respond":
-        reports = [
-            create.respond(
-                args.input,
-                args.out,
-                args.backend.split(","),
-                lang=args.lang,
-                samples=args.samples,
-                shard=args.shard,
-                **common,
-            )
-        ]
-    elif step == "rank":
-        reports = [
-            create.rank(
-                args.input,
-                args.out,
-                args.backend,
-                lang=args.lang,
-                shard=args.shard,
-                prompts_dir=args.prompts,
-                **common,
-            )
-        ]
-    else:
-        reports = [
-            create.taco(
-                args.input,
-                args.out,
-                args.backend,
-                lang=args.lang,
-                english=args.english,
-                answer=args.answer,
-                shard=args.shard,
-                prompts_dir=args.prompts,
-                **common,
-            )
-        ]
-    for report in reports:
+    backend = {"backends": args.backend.split(",")} if step == "respond" else {"backend": args.backend}
+    result = getattr(create, step)(
+        out=args.out,
+        **backend,
+        **{name: getattr(args, name) for name in STEP_OPTIONS[step]},
+        cache=args.cache,
+        concurrency=args.concurrency,
+        price=args.price,
+    )
+    for report in result if isinstance(result, list) else [result]:
         print(report.summary())
 
 
@@ -151,7 +113,12 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
         p.add_argument(
             "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
         )
-        p.add_argument("--prompts", type=Path, help="folder of prompt files that replace the shipped ones")
+        p.add_argument(
+            "--prompts",
+            dest="prompts_dir",
+            type=Path,
+            help="folder of prompt files that replace the shipped ones",
+        )
         if shardable:
             p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
 

@@ -38,6 +38,8 @@ _WORD = re.compile(r"\w+")
 
 @dataclass
 class GenerateReport:
+    """What a generate run kept and dropped (by reason), where it wrote, and what the requests cost."""
+
     requests: int = 0
     parsed: int = 0
     kept: int = 0
