@@ -241,7 +241,7 @@ def serve(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_translate_respond_and_rank_run_against_transformers_serve(serve, tmp_path):
+def test_every_step_runs_against_transformers_serve(serve, tmp_path):
     """A tiny random model cannot follow the prompts: the rows are rejected with reasons, never lost."""
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
@@ -252,11 +252,20 @@ def test_translate_respond_and_rank_run_against_transformers_serve(serve, tmp_pa
         )
     )
     out = tmp_path / "out"
+    generated = create.generate(out, 2, serve, max_tokens=48, progress=False, concurrency=2)
+    assert generated.requests == 2 and generated.kept + sum(generated.dropped.values()) == generated.parsed
+    assert (out / "multilingual-alpaca-52k" / "en.jsonl").is_file()
+
     [translated] = create.translate(rows, out, "vi", serve, progress=False, concurrency=2)
     assert translated.written + sum(translated.rejected.values()) == 3 and not translated.failed
     assert translated.usage and "req" in translated.usage.lower()
 
-    responded = create.respond(rows, out, [serve], samples=2, max_tokens=24, progress=False, concurrency=2)
+    checked = create.respond(rows, tmp_path / "checked", [serve], samples=2, max_tokens=24, progress=False)
+    assert checked.written + sum(checked.rejected.values()) == 3 and not checked.failed
+    assert any("response not in Vietnamese" in note for note in checked.notes)  # random text is no language
+    responded = create.respond(
+        rows, out, [serve], samples=2, max_tokens=24, check_language=False, progress=False, concurrency=2
+    )
     assert responded.written + sum(responded.rejected.values()) == 3 and not responded.failed
     written = _lines(out / "responses" / "vi.jsonl")
     assert all(len(r["responses"]) == 2 for r in written)

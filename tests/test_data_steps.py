@@ -126,8 +126,19 @@ def test_respond_collects_distinct_responses_from_every_model_and_sample():
     )
     assert a.sent[0].temperature > 0
     one = _client(lambda r: "Luôn giống nhau")
-    with pytest.raises(RowRejected, match="fewer than 2 distinct"):
-        _run(make_respond([one], samples=3)({"id": "x", "instruction": "Chào"}))
+    work = make_respond([one], samples=3)
+    with pytest.raises(RowRejected, match="fewer than 2 usable responses"):
+        _run(work({"id": "x", "instruction": "Chào"}))
+    assert work.dropped == {"repeats another response": 2}
+
+
+def test_respond_leaves_out_responses_in_another_language():
+    english = "This answer drifted into English, which is what multilingual models often do."
+    client = _client(lambda r: english if r.seed == 1 else f"{VI} số {r.seed}")
+    work = make_respond([client], samples=4)
+    out = _run(work({"id": "x", "lang": "vi", "instruction": "Chào", "input": ""}))
+    assert out["responses"] == [f"{VI} số 0", f"{VI} số 2", f"{VI} số 3"]
+    assert work.dropped == {"response not in Vietnamese": 1}
 
 
 # -- rank --------------------------------------------------------------------------------------------------

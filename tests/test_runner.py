@@ -142,3 +142,20 @@ def test_prompts_are_shipped_files_that_a_folder_can_replace(tmp_path):
     (tmp_path / "generate.md").write_text("{% for %}", encoding="utf-8")
     with pytest.raises(DataError, match=r"generate\.md, line 1: not a valid Jinja template"):
         load_prompt("generate", tmp_path)
+
+
+def test_read_rows_takes_parquet_files_and_built_datasets(tmp_path):
+    from okapi_hf.data.build import build_dataset
+    from okapi_hf.data.sample import write_sample_raw
+
+    write_sample_raw(tmp_path / "raw", ["vi"], n_sft=20, n_ranking=6, n_rl=8)
+    build_dataset(tmp_path / "raw", tmp_path / "built", ["vi"], ["sft", "ranking"], progress=False)
+    rows = read_rows(f"{tmp_path / 'built'}:vi-ranking")
+    assert rows and all(len(r["responses"]) >= 2 and r["id"].startswith("vi-ranking-") for r in rows)
+    validation = read_rows(f"{tmp_path / 'built'}:vi:validation")
+    [parquet] = (tmp_path / "built" / "data" / "vi" / "sft").glob("validation-*.parquet")
+    assert read_rows(parquet) == validation and len(validation) == 2
+    with pytest.raises(DataError, match="cannot read"):
+        read_rows(f"{tmp_path / 'built'}:vi-nope")
+    with pytest.raises(DataError, match="DATASET:CONFIG"):
+        read_rows(tmp_path / "nothing.jsonl")

@@ -67,7 +67,7 @@ def _data_build(args: argparse.Namespace) -> None:
 STEP_OPTIONS = {
     "generate": ("num", "seeds", "prompts_dir"),
     "translate": ("input", "langs", "subset", "shard", "prompts_dir"),
-    "respond": ("input", "lang", "samples", "shard"),
+    "respond": ("input", "lang", "samples", "check_language", "shard"),
     "rank": ("input", "lang", "shard", "prompts_dir"),
     "taco": ("input", "lang", "english", "answer", "shard", "prompts_dir"),
 }
@@ -141,6 +141,12 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
     p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction and input")
     p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
     p.add_argument("--samples", type=int, default=1, help="responses per model (sampled)")
+    p.add_argument(
+        "--no-language-check",
+        dest="check_language",
+        action="store_false",
+        help="keep responses that do not look written in the row's language (e.g. mostly code)",
+    )
     llm_flags(p, several=True)
     p.set_defaults(func=_data_create)
 

@@ -100,6 +100,7 @@ def generate(
     backend: str,
     *,
     seeds: str | Path | None = None,
+    max_tokens: int = 2048,
     prompts_dir: Path | None = None,
     progress: bool = True,
     **client_kw: Any,
@@ -113,7 +114,9 @@ def generate(
 
     async def go() -> Any:
         try:
-            return await generate_tasks(seed_rows, client, num, prompts_dir=prompts_dir, progress=progress)
+            return await generate_tasks(
+                seed_rows, client, num, prompts_dir=prompts_dir, progress=progress, max_tokens=max_tokens
+            )
         finally:
             await client.aclose()
 
@@ -160,6 +163,7 @@ def respond(
     lang: str | None = None,
     samples: int = 1,
     max_tokens: int = 512,
+    check_language: bool = True,
     shard: str | None = None,
     progress: bool = True,
     **client_kw: Any,
@@ -169,9 +173,13 @@ def respond(
 
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
+    for row in rows:
+        row["lang"] = lang
     clients = [make_client(spec, out, **client_kw) for spec in backends]
-    work = make_respond(clients, samples=samples, max_tokens=max_tokens)
-    return _run(rows, work, _output(out, "responses", lang, shard), f"respond {lang}", clients, progress)
+    work = make_respond(clients, samples=samples, max_tokens=max_tokens, check_language=check_language)
+    report = _run(rows, work, _output(out, "responses", lang, shard), f"respond {lang}", clients, progress)
+    report.notes += [f"responses left out ({n}): {reason}" for reason, n in work.dropped.most_common()]
+    return report
 
 
 def rank(

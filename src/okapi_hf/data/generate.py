@@ -130,7 +130,7 @@ def why_unsuitable(task: dict[str, str]) -> str | None:
 
 
 def generate_request(
-    seeds: Sequence[dict[str, str]], i: int, *, prompts_dir: Path | None = None
+    seeds: Sequence[dict[str, str]], i: int, *, prompts_dir: Path | None = None, max_tokens: int = 2048
 ) -> ChatRequest:
     """Request ``i``: its own draw of seed examples, sampled at temperature 1 with seed ``i``."""
     examples = random.Random(i).sample(list(seeds), min(EXAMPLES_PER_PROMPT, len(seeds)))
@@ -143,7 +143,8 @@ def generate_request(
         start=start,
         end=start + TASKS_PER_REQUEST - 1,
     )
-    return ChatRequest.chat([{"role": "user", "content": prompt}], temperature=1.0, seed=i, sample=i)
+    messages = [{"role": "user", "content": prompt}]
+    return ChatRequest.chat(messages, temperature=1.0, seed=i, sample=i, max_tokens=max_tokens)
 
 
 async def generate_tasks(
@@ -154,6 +155,7 @@ async def generate_tasks(
     prompts_dir: Path | None = None,
     batch: int = 16,
     progress: bool = True,
+    max_tokens: int = 2048,
 ) -> tuple[list[dict[str, str]], GenerateReport]:
     """At least ``num`` new tasks (or as many as ``num`` requests' worth gave), plus the report.
 
@@ -171,7 +173,10 @@ async def generate_tasks(
     while len(kept) < num and i < max_requests:
         ids = range(i, min(i + batch, max_requests))
         results = await asyncio.gather(
-            *(client.complete(generate_request(seeds, j, prompts_dir=prompts_dir)) for j in ids)
+            *(
+                client.complete(generate_request(seeds, j, prompts_dir=prompts_dir, max_tokens=max_tokens))
+                for j in ids
+            )
         )
         i = ids.stop
         for result in results:

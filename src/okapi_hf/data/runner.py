@@ -47,6 +47,7 @@ class RunReport:
     rejected: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     usage: str = ""
+    notes: list[str] = field(default_factory=list)  # step-specific counts, e.g. responses dropped
 
     def summary(self) -> str:
         lines = [
@@ -57,6 +58,7 @@ class RunReport:
         lines += [
             f"  failed ({n}): {error} -- run the command again to retry" for error, n in self.failed.items()
         ]
+        lines += [f"  {note}" for note in self.notes]
         if self.usage:
             lines.append(f"  {self.usage}")
         return "\n".join(lines)
@@ -65,13 +67,27 @@ class RunReport:
 # -- reading rows and shards ----------------------------------------------------------------------------
 
 
-def read_rows(path: str | Path, *, id_prefix: str | None = None) -> list[dict[str, Any]]:
-    """Rows of a JSON array or JSON Lines file; rows without an ``id`` get ``<prefix>-<row number>``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"input file {path} does not exist")
+def read_rows(source: str | Path, *, id_prefix: str | None = None) -> list[dict[str, Any]]:
+    """Rows from a JSON/JSONL/Parquet file, or ``DATASET:CONFIG[:SPLIT]`` (a built folder or Hub repo).
+
+    Rows without an ``id`` get ``<prefix>-<row number>``; a repeated id is an error naming both rows.
+    """
+    path = Path(source)
+    if path.is_file() and path.suffix == ".parquet":
+        records = list(enumerate(_load_table(str(path), None, "train", parquet=True), start=1))
+    elif not path.exists() and ":" in str(source):
+        name, config, split = [*str(source).split(":"), "train"][:3]
+        records = list(enumerate(_load_table(name, config, split), start=1))
+        path = Path(name.replace("/", "_") + f"-{config}")
+    elif path.is_file():
+        records = read_records(path)
+    else:
+        raise DataError(
+            f"input {source} does not exist: give a JSON/JSONL/Parquet file or DATASET:CONFIG[:SPLIT] "
+            "(a `data build` folder or a Hub dataset, e.g. okapi_hf:vi or okapi_hf:vi-ranking:validation)"
+        )
     rows, seen = [], {}
-    for number, obj in read_records(path):
+    for number, obj in records:
         if not isinstance(obj, dict):
             raise DataError(f"{path}, row {number}: expected a JSON object, got {type(obj).__name__}")
         row = dict(obj)
@@ -82,6 +98,18 @@ def read_rows(path: str | Path, *, id_prefix: str | None = None) -> list[dict[st
         seen[row["id"]] = number
         rows.append(row)
     return rows
+
+
+def _load_table(name: str, config: str | None, split: str, *, parquet: bool = False) -> list[dict[str, Any]]:
+    """A split of a dataset as plain rows (through ``datasets``, so folders, Hub repos and Parquet work)."""
+    import datasets
+
+    try:
+        if parquet:
+            return datasets.Dataset.from_parquet(name).to_list()
+        return datasets.load_dataset(name, config, split=split).to_list()
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as e:
+        raise DataError(f"cannot read {name} (config {config}, split {split}): {e}") from None
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
