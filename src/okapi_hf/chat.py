@@ -84,6 +84,47 @@ class ChatPipeline:
         pieces = self._generate(prompt, stops, stream=stream, seed=seed, **generation)
         return pieces if stream else "".join(pieces)
 
+    def chat_batch(
+        self,
+        conversations: Sequence[Sequence[dict[str, str]]],
+        *,
+        batch_size: int = 8,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        **generation: Any,
+    ) -> list[str]:
+        """Replies to many conversations, ``batch_size`` at a time (left-padded), in order.
+
+        For evaluation: greedy decoding (``do_sample=False``) gives each reply independently of its
+        batch neighbours; with sampling, ``seed`` fixes the whole run, not each reply.
+        """
+        prompts = [self.render(check_messages(messages)) for messages in conversations]
+        stops = tuple(stop) if self.uses_chat_template else (*OKAPI_STOP_STRINGS, *stop)
+        config = self._generation_config(generation)
+        if stops:
+            config.stop_strings = list(stops)
+        if seed is not None:
+            torch.manual_seed(seed)
+        replies = []
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # new tokens follow every prompt directly
+        try:
+            for start in range(0, len(prompts), batch_size):
+                batch = self.tokenizer(
+                    prompts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                ).to(self.model.device)
+                with torch.inference_mode():
+                    output = self.model.generate(**batch, generation_config=config, tokenizer=self.tokenizer)
+                new = output[:, batch["input_ids"].shape[1] :]
+                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                replies += [visible_text(text, stops, final=True) for text in texts]
+        finally:
+            self.tokenizer.padding_side = side
+        return replies
+
     def render(self, messages: Sequence[dict[str, str]]) -> str:
         """The prompt text for a conversation, oldest turns dropped (and logged) if it is too long."""
         system = [m for m in messages if m["role"] == "system"]

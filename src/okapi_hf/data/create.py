@@ -16,12 +16,12 @@ from okapi_hf.data.backends import make_backend
 from okapi_hf.data.llm import LLMClient, Price
 from okapi_hf.data.runner import (
     RunReport,
-    _write_all,
     parse_shard,
     read_rows,
     run_rows,
     shard_path,
     take_shard,
+    write_rows,
 )
 from okapi_hf.data.schema import get_subset
 from okapi_hf.errors import DataError
@@ -123,7 +123,7 @@ def generate(
     tasks, report = asyncio.run(go())
     target = Path(out) / get_subset("sft").release_folder / "en.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_all(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
+    write_rows(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
     report.out, report.usage = target, client.usage.summary()
     return report
 

@@ -153,16 +153,16 @@ def merge_shards(out: str | Path, n: int) -> int:
         raise DataError(f"cannot merge {out}: missing shard file(s) {', '.join(missing)}")
     rows = _join(parts)
     rejected = _join([rejected_path(p) for p in parts])
-    _write_all(out, rows)
+    write_rows(out, rows)
     if rejected:
-        _write_all(rejected_path(out), rejected)
+        write_rows(rejected_path(out), rejected)
     return len(rows)
 
 
 def _join(parts: list[Path]) -> list[dict[str, Any]]:
     rows, origin = [], {}
     for part in parts:
-        for row in _read_done(part):
+        for row in read_done(part):
             if row["id"] in origin:
                 raise DataError(f"id {row['id']!r} is in both {origin[row['id']]} and {part}")
             origin[row["id"]] = part
@@ -173,7 +173,7 @@ def _join(parts: list[Path]) -> list[dict[str, Any]]:
 # -- the output file --------------------------------------------------------------------------------------
 
 
-def _read_done(path: Path) -> list[dict[str, Any]]:
+def read_done(path: Path) -> list[dict[str, Any]]:
     """The rows a previous run finished; a last line cut short by a kill is dropped from the file."""
     if not path.is_file():
         return []
@@ -195,13 +195,15 @@ def _read_done(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _append(f: Any, row: dict[str, Any]) -> None:
+def append_row(f: Any, row: dict[str, Any]) -> None:
+    """One finished row, durable when this returns (a kill afterwards loses nothing)."""
     f.write(json.dumps(row, ensure_ascii=False) + "\n")
     f.flush()
     os.fsync(f.fileno())
 
 
-def _write_all(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """All rows at once, atomically (a temporary file renamed over the target)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp, path)
@@ -229,7 +231,7 @@ async def run_rows(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rejects = rejected_path(out)
-    done = {row["id"] for row in _read_done(out)} | {row["id"] for row in _read_done(rejects)}
+    done = {row["id"] for row in read_done(out)} | {row["id"] for row in read_done(rejects)}
     todo = [row for row in rows if row["id"] not in done]
     report = RunReport(step=step, out=out, total=len(rows), resumed=len(rows) - len(todo))
     bar = tqdm(total=len(rows), initial=report.resumed, desc=step, unit="row", disable=not progress)
@@ -241,11 +243,11 @@ async def run_rows(
                 result = await work(row)
             except RowRejected as e:
                 report.rejected[e.reason] += 1
-                _append(f_rej, {"id": row["id"], "reason": e.reason})
+                append_row(f_rej, {"id": row["id"], "reason": e.reason})
             except OkapiError as e:  # an LLM request that failed for good: retried by the next run
                 report.failed[str(e)] += 1
             else:
-                _append(f_out, {**result, "id": row["id"]})
+                append_row(f_out, {**result, "id": row["id"]})
                 report.written += 1
             bar.update(1)
             if client is not None:

@@ -1,0 +1,202 @@
+"""`okapi-hf data ...`: download, sample, build, the four creation steps, TaCo, merging shards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _data_download(args: argparse.Namespace) -> None:
+    from okapi_hf.data.download import download_release
+
+    report = download_release(
+        args.out, args.langs, args.subsets, args.base_url, retries=args.retries, force=args.force
+    )
+    print(report.summary())
+
+
+def _data_sample(args: argparse.Namespace) -> None:
+    from okapi_hf.data.sample import write_sample_raw
+    from okapi_hf.languages import resolve_langs
+
+    out = write_sample_raw(
+        args.out,
+        resolve_langs(args.langs) if args.langs else None,
+        n_sft=args.n_sft,
+        n_ranking=args.n_ranking,
+        n_rl=args.n_rl,
+        seed=args.seed,
+        jsonl=args.jsonl,
+    )
+    print(f"wrote Okapi-format sample data to {out}")
+
+
+def _data_build(args: argparse.Namespace) -> None:
+    from okapi_hf.data.build import build_dataset
+
+    result = build_dataset(
+        args.raw_dir, args.out, args.langs, args.subsets, skip_invalid=args.skip_invalid, seed=args.seed
+    )
+    print(result.summary())
+    print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
+
+
+# The options of each data-creation step that go to its function in okapi_hf.data.create, by name.
+STEP_OPTIONS = {
+    "generate": ("num", "seeds", "prompts_dir"),
+    "translate": ("input", "langs", "subset", "shard", "prompts_dir"),
+    "respond": ("input", "lang", "samples", "check_language", "shard"),
+    "rank": ("input", "lang", "shard", "prompts_dir"),
+    "taco": ("input", "lang", "english", "answer", "shard", "prompts_dir"),
+}
+
+
+def _data_create(args: argparse.Namespace) -> None:
+    """generate / translate / respond / rank / taco: one LLM-driven step over files."""
+    from okapi_hf.data import create
+
+    step = args.data_command
+    backend = {"backends": args.backend.split(",")} if step == "respond" else {"backend": args.backend}
+    result = getattr(create, step)(
+        out=args.out,
+        **backend,
+        **{name: getattr(args, name) for name in STEP_OPTIONS[step]},
+        cache=args.cache,
+        concurrency=args.concurrency,
+        price=args.price,
+    )
+    for report in result if isinstance(result, list) else [result]:
+        print(report.summary())
+
+
+def _data_merge(args: argparse.Namespace) -> None:
+    from okapi_hf.data.runner import merge_shards
+
+    print(f"merged {merge_shards(args.file, args.shards)} row(s) from {args.shards} shards into {args.file}")
+
+
+def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) -> None:
+    """The four Okapi data-creation steps, TaCo, and merging shards."""
+
+    def llm_flags(p: argparse.ArgumentParser, *, shardable: bool = True, several: bool = False) -> None:
+        p.add_argument(
+            "--backend",
+            required=True,
+            help=("comma-separated " if several else "")
+            + "model spec: openai:MODEL@BASE_URL (any OpenAI-compatible endpoint), local:PATH, seq2seq:PATH",
+        )
+        p.add_argument("--out", required=True, help="output folder, in the release layout `data build` reads")
+        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
+        p.add_argument("--cache", help=f"request cache file (default: OUT/{'.okapi_llm_cache.sqlite'})")
+        p.add_argument(
+            "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
+        )
+        p.add_argument(
+            "--prompts",
+            dest="prompts_dir",
+            type=Path,
+            help="folder of prompt files that replace the shipped ones",
+        )
+        if shardable:
+            p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
+
+    p = data.add_parser("generate", help="step 1: new English tasks, Self-Instruct style, de-duplicated")
+    p.add_argument("--num", type=int, required=True, help="how many new tasks to keep")
+    p.add_argument(
+        "--seeds", help="seed tasks (JSON/JSONL with instruction, input, output); default: shipped"
+    )
+    llm_flags(p, shardable=False)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("translate", help="step 2: translate rows into target languages, checked")
+    p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction, input, output")
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subset", choices=["sft", "rl"], default="sft", help="which release folder to write")
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("respond", help="step 3: K responses per instruction from one or more models")
+    p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction and input")
+    p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
+    p.add_argument("--samples", type=int, default=1, help="responses per model (sampled)")
+    p.add_argument(
+        "--no-language-check",
+        dest="check_language",
+        action="store_false",
+        help="keep responses that do not look written in the row's language (e.g. mostly code)",
+    )
+    llm_flags(p, several=True)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("rank", help="step 4: Okapi's two-turn ranking (translate to English, then rank)")
+    p.add_argument("--input", required=True, help="rows with `responses`, as `data respond` writes them")
+    p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("taco", help="translation-assisted chain-of-thought rows (TaCo) from SFT rows")
+    p.add_argument("--input", required=True, help="SFT rows in the target language")
+    p.add_argument("--lang", help="the target language (default: the rows' `lang` field)")
+    p.add_argument("--english", help="the aligned English rows (same ids), which saves translation requests")
+    p.add_argument(
+        "--answer",
+        choices=["row", "model"],
+        default="row",
+        help="row: the row's own output is the answer (as TaCo); model: the backend answers in English",
+    )
+    llm_flags(p)
+    p.set_defaults(func=_data_create)
+
+    p = data.add_parser("merge", help="join the shard files of one output (`--shard i/n` runs)")
+    p.add_argument("file", help="the output file without the shard suffix, e.g. OUT/responses/vi.jsonl")
+    p.add_argument("--shards", type=int, required=True, help="n, the number of shards")
+    p.set_defaults(func=_data_merge)
+
+
+def _count(text: str) -> int:
+    """argparse type: a row count, zero or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count of zero or more, got {text!r}")
+    return int(text)
+
+
+def add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """The `data` command group."""
+    data = commands.add_parser("data", help="download, build and inspect Okapi data").add_subparsers(
+        dest="data_command", required=True
+    )
+    langs_help = "comma-separated codes, a group (high, medium, low, extra), okapi (the 26) or all"
+    subsets_help = "comma-separated subsets: sft, ranking, rl (default: all)"
+
+    p = data.add_parser("download", help="fetch the original release files (resumable, sha256 manifest)")
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subsets", help=subsets_help)
+    p.add_argument("--out", default="okapi_raw", help="raw folder in the release layout")
+    p.add_argument("--base-url", help="release base URL (default: $OKAPI_HF_BASE_URL or the original host)")
+    p.add_argument("--retries", type=int, default=5, help="attempts per file before giving up")
+    p.add_argument("--force", action="store_true", help="download again even if files are present")
+    p.set_defaults(func=_data_download)
+
+    p = data.add_parser("sample", help="write the bundled sample data in the release layout")
+    p.add_argument("--out", default="okapi_sample_raw")
+    p.add_argument("--langs", help="sample languages (default: all that have sample text)")
+    p.add_argument("--n-sft", type=_count, default=36)
+    p.add_argument("--n-ranking", type=_count, default=12)
+    p.add_argument("--n-rl", type=_count, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jsonl", action="store_true", help="write JSON Lines instead of JSON arrays")
+    p.set_defaults(func=_data_sample)
+
+    p = data.add_parser("build", help="turn raw release files into a load_dataset folder")
+    p.add_argument(
+        "--raw-dir", required=True, help="folder in the release layout <subset-folder>/<lang>.json"
+    )
+    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--subsets", help=subsets_help)
+    p.add_argument("--out", default="okapi_hf", help="dataset folder to write (and later publish)")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="leave out unusable rows (counted) instead of failing"
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of the train/validation split")
+    p.set_defaults(func=_data_build)
+    _add_creation_commands(data, langs_help)

@@ -1,0 +1,160 @@
+"""`okapi-hf eval ...`: Okapi's benchmarks through lm-eval, and generative evaluation with an LLM judge."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from okapi_hf.errors import OkapiError
+
+
+def _eval_tasks_path(args: argparse.Namespace) -> None:
+    from okapi_hf.eval import tasks_path
+
+    print(tasks_path())
+
+
+def _eval_run(args: argparse.Namespace) -> None:
+    from okapi_hf.eval.harness import run_eval
+
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    run_eval(
+        args.model,
+        args.model_args,
+        args.langs,
+        args.benchmarks,
+        args.output,
+        limit=limit,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(f"wrote results.json, results.md, results.png and model_index.yaml to {args.output}")
+
+
+def _eval_generate(args: argparse.Namespace) -> None:
+    from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_questions
+
+    questions = load_questions(args.questions, args.langs)
+    if bool(args.model) == bool(args.backend):
+        raise OkapiError(
+            "give exactly one of --model (a local model, chat pipeline) or --backend (an endpoint)"
+        )
+    if args.model:
+        n = answer_with_model(
+            questions,
+            args.out,
+            args.model,
+            batch_size=args.batch_size,
+            gpu=args.gpu,
+            max_new_tokens=args.max_new_tokens,
+        )
+    else:
+        n = answer_with_endpoint(
+            questions, args.out, args.backend, concurrency=args.concurrency, max_tokens=args.max_new_tokens
+        )
+    print(f"{n} new answer(s) to {len(questions)} {args.bench} question(s) in {args.out}")
+
+
+def _eval_judge(args: argparse.Namespace) -> None:
+    from okapi_hf.eval.judge import judge_answers
+
+    backend = args.judge_backend or (
+        f"openai:{args.judge_model}@{args.judge_endpoint}"
+        if args.judge_endpoint and args.judge_model
+        else None
+    )
+    if backend is None:
+        raise OkapiError(
+            "name the judge: --judge-backend SPEC, or --judge-endpoint URL with --judge-model NAME"
+        )
+    files = sorted(p for p in Path(args.answers).glob("*.jsonl") if ".rejected" not in p.name)
+    if not files:
+        raise OkapiError(f"no <lang>.jsonl answers in {args.answers}: run `okapi-hf eval generate` first")
+    for path in files:
+        baseline = Path(args.baseline) / path.name if args.baseline else None
+        report = judge_answers(
+            path,
+            Path(args.out) / path.name,
+            backend,
+            mode=args.mode,
+            baseline_path=baseline,
+            references_path=args.references,
+            cache=args.cache,
+            concurrency=args.concurrency,
+            prompts_dir=args.prompts_dir,
+        )
+        print(report.summary())
+
+
+def _eval_report(args: argparse.Namespace) -> None:
+    from okapi_hf.eval.judge_report import ALL, write_report
+
+    rows = write_report(args.judgements, args.answers, args.out, model_name=args.model_name)
+    for r in rows:
+        if r.category == ALL:
+            score = "-" if r.score is None else f"{r.score:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+            print(f"{r.model} {r.lang}: score {score}, {r.unparsed} unparsed, fidelity {r.fidelity:.2f}")
+    print(f"wrote report.md, report.png, report.json and model_index.yaml to {args.out}")
+
+
+def add_eval_commands(commands: argparse._SubParsersAction) -> None:
+    """The `eval` command group."""
+    evaluation = commands.add_parser("eval", help="evaluate: Okapi benchmarks through lm-eval, and generative answers graded by an LLM judge").add_subparsers(
+        dest="eval_command", required=True
+    )
+    p = evaluation.add_parser("tasks-path", help="print the folder to pass to lm_eval --include_path")
+    p.set_defaults(func=_eval_tasks_path)
+    p = evaluation.add_parser(
+        "run", help="run lm-eval in-process and write a table, a chart and a model-index"
+    )
+    p.add_argument("--model", default="hf", help="any lm-eval model backend (hf, vllm, ...)")
+    p.add_argument("--model_args", required=True, help="lm-eval model args, e.g. pretrained=PATH")
+    p.add_argument("--langs", required=True, help="comma-separated codes, a group, okapi or all")
+    p.add_argument("--benchmarks", default="all", help="comma-separated: arc, hellaswag, mmlu (default: all)")
+    p.add_argument("--output", default="eval_results", help="folder for the results")
+    p.add_argument("--limit", type=float, help="documents per task (a fraction if < 1), for smoke tests")
+    p.add_argument("--batch_size", default=1, help="lm-eval batch size (or 'auto')")
+    p.add_argument("--device", help="e.g. cpu, cuda:0")
+    p.set_defaults(func=_eval_run)
+
+    p = evaluation.add_parser("generate", help="answer a question set (multilingual Vicuna) for a judge")
+    p.add_argument("--bench", choices=["vicuna"], default="vicuna")
+    p.add_argument(
+        "--questions", required=True, help="folder of <lang>.jsonl {question_id, category, turns, lang}"
+    )
+    p.add_argument("--langs", required=True, help="comma-separated codes")
+    p.add_argument(
+        "--model", help="a local model folder, LoRA adapter or Hub id (answers with the chat pipeline)"
+    )
+    p.add_argument("--backend", help="or an endpoint: openai:MODEL@URL")
+    p.add_argument("--out", required=True, help="answers folder (<lang>.jsonl)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight (endpoint only)")
+    p.add_argument("--gpu", action="store_true")
+    p.set_defaults(func=_eval_generate)
+
+    p = evaluation.add_parser("judge", help="grade answers with an LLM judge (1-10, or pairwise A vs B)")
+    p.add_argument("--answers", required=True, help="folder written by `eval generate`")
+    p.add_argument("--out", required=True, help="judgements folder (<lang>.jsonl)")
+    p.add_argument("--judge-endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--judge-model", help="the judge's model name at that endpoint")
+    p.add_argument("--judge-backend", help="or a backend spec: openai:MODEL@URL, local:PATH")
+    p.add_argument("--mode", choices=["single", "pairwise"], default="single")
+    p.add_argument("--baseline", help="(pairwise) answers folder of the model to compare against")
+    p.add_argument("--references", help="JSONL {question_id, reference} for math and coding questions")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--cache", help="request cache file (default: next to the judgements)")
+    p.add_argument(
+        "--prompts", dest="prompts_dir", type=Path, help="folder of judge prompts replacing the shipped"
+    )
+    p.set_defaults(func=_eval_judge)
+
+    p = evaluation.add_parser(
+        "report", help="scores per language and category with intervals, fidelity, chart"
+    )
+    p.add_argument("--judgements", required=True, help="folder written by `eval judge`")
+    p.add_argument("--answers", required=True, help="folder written by `eval generate`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model-name", help="name in the model-index (default: the answers' model)")
+    p.set_defaults(func=_eval_report)

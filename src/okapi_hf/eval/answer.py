@@ -1,0 +1,179 @@
+"""`okapi-hf eval generate`: answer a question set (the multilingual Vicuna benchmark) for a judge to grade.
+
+Questions come from ``<folder>/<lang>.jsonl`` rows ``{question_id, category, turns, lang}`` (the
+layout of TaCo's translated Vicuna questions). A local model answers through the chat pipeline in
+batches; an endpoint answers through the LLM client. Answers go to ``<out>/<lang>.jsonl`` as rows
+``{id, question_id, lang, category, turns, answers, model}``; a run resumes with the rows it lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from okapi_hf.data.runner import append_row, read_done, run_rows
+from okapi_hf.errors import DataError
+from okapi_hf.languages import resolve_langs
+
+BENCHMARKS = ("vicuna",)
+# Evaluation answers greedily by default, so a score does not depend on the sampling luck of one run.
+DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 512}
+
+
+def load_questions(folder: str | Path, langs: str | list[str]) -> list[dict[str, Any]]:
+    """Every question of ``langs`` from ``folder``; a malformed row is an error naming file, line and field."""
+    folder = Path(folder)
+    questions = []
+    for lang in resolve_langs(langs):
+        path = folder / f"{lang}.jsonl"
+        if not path.is_file():
+            have = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl"))) or "none"
+            raise DataError(f"no questions for {lang}: {path} does not exist (languages there: {have})")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {number}: not JSON ({e.msg})") from None
+            questions.append(_check_question(row, path, number, lang))
+    ids = [q["id"] for q in questions]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{folder}: question ids repeat within a language")
+    return questions
+
+
+def _check_question(row: Any, path: Path, number: int, lang: str) -> dict[str, Any]:
+    where = f"{path}, line {number}"
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected an object with question_id, category, turns")
+    for name in ("question_id", "turns"):
+        if name not in row:
+            raise DataError(f"{where}: missing field '{name}'")
+    turns = row["turns"]
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise DataError(f"{where}: 'turns' must be a non-empty list of non-empty strings")
+    if row.get("lang", lang) != lang:
+        raise DataError(f"{where}: 'lang' is {row['lang']!r} in the file for {lang!r}")
+    return {
+        "id": f"{lang}-{row['question_id']}",
+        "question_id": row["question_id"],
+        "lang": lang,
+        "category": str(row.get("category") or "general"),
+        "turns": turns,
+    }
+
+
+def _history(question: dict[str, Any], answers: list[str], upto: int) -> list[dict[str, str]]:
+    """The conversation up to turn ``upto`` (0-based), with the answers given so far."""
+    messages = []
+    for k in range(upto + 1):
+        messages.append({"role": "user", "content": question["turns"][k]})
+        if k < upto:
+            messages.append({"role": "assistant", "content": answers[k]})
+    return messages
+
+
+def answer_with_model(
+    questions: list[dict[str, Any]],
+    out: str | Path,
+    model: str,
+    *,
+    batch_size: int = 8,
+    gpu: bool = False,
+    progress: bool = True,
+    **generation: Any,
+) -> int:
+    """Answer with a local model through the chat pipeline, batched; return the number of new rows."""
+    from okapi_hf.chat import pipeline
+
+    chat = pipeline(model, gpu=gpu, **{**DEFAULT_GENERATION, **generation})
+    written = 0
+    for lang, todo in _todo_by_lang(questions, out).items():
+        target = Path(out) / f"{lang}.jsonl"
+        bar = tqdm(total=len(todo), desc=f"answer {lang}", unit="question", disable=not progress)
+        with target.open("a", encoding="utf-8") as f:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                answers: list[list[str]] = [[] for _ in chunk]
+                for turn in range(max(len(q["turns"]) for q in chunk)):
+                    active = [i for i, q in enumerate(chunk) if turn < len(q["turns"])]
+                    conversations = [_history(chunk[i], answers[i], turn) for i in active]
+                    for i, reply in zip(
+                        active, chat.chat_batch(conversations, batch_size=batch_size), strict=True
+                    ):
+                        answers[i].append(reply)
+                for question, given in zip(chunk, answers, strict=True):
+                    append_row(f, {**question, "answers": given, "model": str(model)})
+                    written += 1
+                bar.update(len(chunk))
+        bar.close()
+    return written
+
+
+def answer_with_endpoint(
+    questions: list[dict[str, Any]],
+    out: str | Path,
+    backend: str,
+    *,
+    concurrency: int = 16,
+    cache: str | Path | None = None,
+    max_tokens: int = 512,
+    progress: bool = True,
+) -> int:
+    """Answer through an OpenAI-compatible endpoint (or any backend spec); return the number of new rows."""
+    from okapi_hf.data.backends import make_backend
+    from okapi_hf.data.llm import ChatRequest, LLMClient
+
+    written = 0
+    for lang, todo in _todo_by_lang(questions, out).items():
+        client = LLMClient(
+            make_backend(backend),
+            concurrency=concurrency,
+            cache=cache or Path(out) / ".okapi_llm_cache.sqlite",
+        )
+
+        async def work(question: dict[str, Any], client: LLMClient = client) -> dict[str, Any]:
+            answers: list[str] = []
+            for turn in range(len(question["turns"])):
+                request = ChatRequest.chat(
+                    _history(question, answers, turn), temperature=0.0, max_tokens=max_tokens
+                )
+                answers.append((await client.complete(request)).text.strip())
+            return {**question, "answers": answers, "model": backend}
+
+        async def go(client: LLMClient = client, todo: list = todo, lang: str = lang) -> Any:
+            try:
+                return await run_rows(
+                    todo,
+                    work,
+                    Path(out) / f"{lang}.jsonl",
+                    step=f"answer {lang}",
+                    client=client,
+                    progress=progress,
+                )
+            finally:
+                await client.aclose()
+
+        report = asyncio.run(go())
+        if report.failed:
+            raise DataError(report.summary())
+        written += report.written
+    return written
+
+
+def _todo_by_lang(questions: list[dict[str, Any]], out: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """The questions not yet answered in ``out``, per language (a killed run loses nothing)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    todo: dict[str, list[dict[str, Any]]] = {}
+    for question in questions:
+        todo.setdefault(question["lang"], [])
+    done = {lang: {r["id"] for r in read_done(Path(out) / f"{lang}.jsonl")} for lang in todo}
+    for question in questions:
+        if question["id"] not in done[question["lang"]]:
+            todo[question["lang"]].append(question)
+    return todo
