@@ -39,3 +39,17 @@ def write_raw(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def greedy_server(tmp_path_factory):
+    """`transformers serve` on 127.0.0.1 with a tiny random Llama that decodes greedily (a judge, an answerer).
+
+    Yields its backend spec ``openai:PATH@URL/v1``; started once for every test that needs a real endpoint.
+    """
+    from live import transformers_serve
+    from okapi_hf.testing import make_tiny_model
+
+    model = make_tiny_model("llama", tmp_path_factory.mktemp("greedy-server") / "llama", seed=5)
+    with transformers_serve(model, sample=False) as spec:
+        yield spec

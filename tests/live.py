@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -50,7 +51,9 @@ def run_space(app: Path, env: dict[str, str], timeout: float = 180) -> Iterator[
     log = ARTIFACTS / f"{Path(app).parent.name}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, str(app)], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(app)], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}/"
         try:
             deadline = time.monotonic() + timeout
@@ -64,7 +67,9 @@ def run_space(app: Path, env: dict[str, str], timeout: float = 180) -> Iterator[
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{app} did not answer on {url} in {timeout}s:\n{log.read_text()[-3000:]}")
+                    raise TimeoutError(
+                        f"{app} did not answer on {url} in {timeout}s:\n{log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
             yield url
         finally:
@@ -86,3 +91,39 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def transformers_serve(model: Path, *, sample: bool, timeout: float = 120) -> Iterator[str]:
+    """`transformers serve` on 127.0.0.1 with ``model``; yields its backend spec ``openai:PATH@URL/v1``.
+
+    The server samples only when the model's generation config says so (it ignores a request's
+    temperature otherwise), so ``sample`` sets ``do_sample`` there: True for several distinct
+    responses, False for a deterministic judge.
+    """
+    config_path = Path(model) / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "do_sample": sample}))
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(model)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"transformers serve {model} did not start on {url}") from None
+                time.sleep(0.5)
+        yield f"openai:{model}@{url}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

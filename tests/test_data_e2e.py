@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import signal
@@ -11,13 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 import zlib
 from pathlib import Path
 
 import pytest
 
-from live import free_port
+from live import transformers_serve
 from okapi_hf.cli import main
 from okapi_hf.data import create
 from okapi_hf.data.build import build_dataset
@@ -203,41 +201,10 @@ def test_a_killed_run_resumes_without_losing_or_repeating_rows_or_requests(tmp_p
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory):
-    """`transformers serve` on 127.0.0.1 with a tiny random Llama."""
+    """`transformers serve` on 127.0.0.1 with a tiny random Llama that samples (so K responses differ)."""
     model = make_tiny_model("llama", tmp_path_factory.mktemp("served") / "llama", seed=3)
-    # `transformers serve` samples only when the model's generation config says so (else temperature is ignored)
-    config = json.loads((model / "generation_config.json").read_text())
-    (model / "generation_config.json").write_text(json.dumps({**config, "do_sample": True}))
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "transformers"),
-            "serve",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "transformers serve did not start"
-            time.sleep(0.5)
-    yield f"openai:{model}@{url}/v1"
-    proc.terminate()
-    proc.wait(timeout=30)
+    with transformers_serve(model, sample=True) as spec:
+        yield spec
 
 
 @pytest.mark.slow

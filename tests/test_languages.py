@@ -10,9 +10,20 @@ from okapi_hf.languages import GROUPS, LANGUAGES, get_language, languages, okapi
 def test_okapi_has_26_languages_in_the_papers_groups():
     assert len(okapi_languages()) == 26
     sizes = {g: len(languages(g)) for g in GROUPS}
-    assert sizes == {"high": 8, "medium": 11, "low": 7, "extra": 7}
+    assert sizes == {"high": 8, "medium": 11, "low": 7, "extra": 8}
     assert [lang.code for lang in languages("low")] == ["bn", "ta", "ne", "ml", "mr", "te", "kn"]
-    assert {lang.code for lang in languages("extra")} == {"en", "eu", "gu", "hy", "pt", "sv", "ja"}
+    assert {lang.code for lang in languages("extra")} == {"en", "eu", "gu", "hy", "pt", "sv", "ja", "fa"}
+
+
+def test_an_evaluation_only_language_has_no_okapi_data():
+    persian = get_language("fa")
+    assert (persian.name, persian.script, persian.group, persian.subsets) == (
+        "Persian",
+        "Arabic",
+        "extra",
+        (),
+    )
+    assert not persian.is_okapi
 
 
 def test_every_language_has_a_name_and_script():

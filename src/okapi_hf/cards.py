@@ -210,6 +210,7 @@ STAGE_KEYS = {
         "max_new_tokens",
         "max_completion_length",
         "language_reward_weight",
+        "language_reward",
     ),
     "dpo": ("loss_type", "beta", "max_length"),
 }

@@ -56,16 +56,15 @@ def _eval_generate(args: argparse.Namespace) -> None:
 
 
 def _eval_judge(args: argparse.Namespace) -> None:
-    from okapi_hf.eval.judge import judge_answers
+    from okapi_hf.eval.judge import judge_answers, judge_spec
 
-    backend = args.judge_backend or (
-        f"openai:{args.judge_model}@{args.judge_endpoint}"
-        if args.judge_endpoint and args.judge_model
-        else None
-    )
-    if backend is None:
+    if args.judge_backend:
+        backend = args.judge_backend
+    elif args.judge_model:
+        backend = judge_spec(args.judge_endpoint, args.judge_model)
+    else:
         raise OkapiError(
-            "name the judge: --judge-backend SPEC, or --judge-endpoint URL with --judge-model NAME"
+            "name the judge: --judge-backend SPEC, or --judge-model NAME (with --judge-endpoint URL)"
         )
     files = sorted(p for p in Path(args.answers).glob("*.jsonl") if ".rejected" not in p.name)
     if not files:
@@ -99,9 +98,10 @@ def _eval_report(args: argparse.Namespace) -> None:
 
 def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     """The `eval` command group."""
-    evaluation = commands.add_parser("eval", help="evaluate: Okapi benchmarks through lm-eval, and generative answers graded by an LLM judge").add_subparsers(
-        dest="eval_command", required=True
-    )
+    evaluation = commands.add_parser(
+        "eval",
+        help="evaluate: Okapi benchmarks through lm-eval, and generative answers graded by an LLM judge",
+    ).add_subparsers(dest="eval_command", required=True)
     p = evaluation.add_parser("tasks-path", help="print the folder to pass to lm_eval --include_path")
     p.set_defaults(func=_eval_tasks_path)
     p = evaluation.add_parser(

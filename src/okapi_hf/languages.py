@@ -1,8 +1,10 @@
 """The language registry: the one place that knows which languages exist.
 
 Okapi grouped its 26 languages by how much data exists for them on the web (high, medium, low
-resource). The released files also carry a few extra languages; those are ``extra`` here. Every
-other module asks this registry instead of writing its own list.
+resource). The released files also carry a few extra languages; those are ``extra`` here, with the
+languages only an evaluation needs (Persian, of the multilingual Vicuna benchmark), which have no
+Okapi data (``subsets`` is empty). Every other module asks this registry instead of writing its own
+list.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ _ALL: tuple[Language, ...] = (
     _lang("pt", "Portuguese", "extra", "Latin"),
     _lang("sv", "Swedish", "extra", "Latin"),
     _lang("ja", "Japanese", "extra", "Japanese", aliases=("jp",), release_code="jp"),
+    # extras for evaluation only: no Okapi data, so no subsets to download or build
+    _lang("fa", "Persian", "extra", "Arabic", subsets=()),  # the multilingual Vicuna benchmark
 )
 
 LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _ALL}

@@ -390,7 +390,7 @@ NLLB_CODES: dict[str, str] = {
     "ca": "cat_Latn", "sr": "srp_Cyrl", "hr": "hrv_Latn", "hi": "hin_Deva", "bn": "ben_Beng",
     "ta": "tam_Taml", "ne": "npi_Deva", "ml": "mal_Mlym", "mr": "mar_Deva", "te": "tel_Telu",
     "kn": "kan_Knda", "en": "eng_Latn", "eu": "eus_Latn", "gu": "guj_Gujr", "hy": "hye_Armn",
-    "pt": "por_Latn", "sv": "swe_Latn", "ja": "jpn_Jpan",
+    "pt": "por_Latn", "sv": "swe_Latn", "ja": "jpn_Jpan", "fa": "pes_Arab",
 }  # fmt: skip
 
 

@@ -25,7 +25,8 @@ EVAL_DIR_ENV = "OKAPI_HF_EVAL_DIR"
 
 # Registry languages Okapi released no translated benchmark for: English is the source language of
 # the benchmarks, and Japanese appears in the training data only.
-_NO_EVAL_DATA: frozenset[str] = frozenset({"en", "ja"})
+# Persian (fa) is in the registry for the multilingual Vicuna benchmark only: Okapi has no ARC/MMLU for it.
+_NO_EVAL_DATA: frozenset[str] = frozenset({"en", "ja", "fa"})
 
 
 class UnknownBenchmarkError(OkapiError, ValueError):

@@ -1,6 +1,8 @@
-"""Reward functions for trl's RLOO and GRPO trainers: our reward model, and a language-fidelity score.
+"""Reward functions for trl's RLOO and GRPO trainers: our reward model, and language-fidelity rewards.
 
-Both follow trl's reward-function signature ``f(prompts, completions, **dataset_columns) -> list[float]``
+The language reward comes in two kinds (``LANGUAGE_REWARDS``): the dependency-free heuristic score
+(``heuristic``, the default) and the language identifier's verdict (``identifier``, needs lingua).
+All follow trl's reward-function signature ``f(prompts, completions, **dataset_columns) -> list[float]``
 and carry a ``__name__``, which trl uses to log each reward as ``rewards/<name>/mean``.
 """
 
@@ -17,7 +19,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from trl.trainer.utils import pad
 
 from okapi_hf.errors import ConfigError, DataError
-from okapi_hf.langid import language_score
+from okapi_hf.langid import identify, language_score
+from okapi_hf.languages import get_language
 
 # -- the reward model -----------------------------------------------------------------------------------
 
@@ -127,18 +130,42 @@ def language_fidelity_reward(
     1.0 when the completion is in the prompt's language, lower as it drifts (multilingual policies drift
     into English); an empty completion scores 0. Needs the dataset's ``lang`` column.
     """
+    langs = _lang_column("language_fidelity_reward", lang, completions)
+    return [_cached_score(_completion_text(c), code) for c, code in zip(completions, langs, strict=True)]
+
+
+def language_id_reward(
+    prompts: Sequence, completions: Sequence, lang: Sequence[str] | None = None, **kwargs: Any
+) -> list[float]:
+    """trl reward function: 1.0 when :func:`identify` names the row's ``lang`` as the completion's, else 0.
+
+    Stricter than :func:`language_fidelity_reward`: it tells apart languages of one script (Nepali from
+    Hindi, Ukrainian from Russian), and a completion whose language cannot be told (empty, only code)
+    scores 0. Any registry language is a possible answer. Needs lingua (``okapi-hf[eval]``) and the
+    dataset's ``lang`` column. The RL config's ``language_reward: identifier`` chooses it.
+    """
+    langs = _lang_column("language_id_reward", lang, completions)
+    return [_cached_match(_completion_text(c), code) for c, code in zip(completions, langs, strict=True)]
+
+
+def _lang_column(name: str, lang: Sequence[str] | None, completions: Sequence) -> list[str]:
     if lang is None:
         raise DataError(
-            "language_fidelity_reward needs the dataset's `lang` column (a registry code per row); "
-            "keep it in the RL prompts"
+            f"{name} needs the dataset's `lang` column (a registry code per row); keep it in the RL prompts"
         )
     if len(lang) != len(completions):
-        raise DataError(
-            f"language_fidelity_reward: {len(completions)} completions but {len(lang)} `lang` values"
-        )
-    return [_cached_score(_completion_text(c), code) for c, code in zip(completions, lang, strict=True)]
+        raise DataError(f"{name}: {len(completions)} completions but {len(lang)} `lang` values")
+    return list(lang)
 
 
 @functools.lru_cache(maxsize=4096)  # GRPO/RLOO groups often repeat a completion; scoring is pure
 def _cached_score(text: str, lang: str) -> float:
     return language_score(text, lang)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_match(text: str, lang: str) -> float:
+    return 1.0 if identify(text) == get_language(lang).code else 0.0
+
+
+LANGUAGE_REWARDS = {"heuristic": language_fidelity_reward, "identifier": language_id_reward}

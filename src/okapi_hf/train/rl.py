@@ -32,6 +32,7 @@ from trl import (
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.langid import require_identifier
 from okapi_hf.languages import resolve_langs
 from okapi_hf.prompts import format_prompt
 from okapi_hf.train.recipes import (
@@ -47,7 +48,7 @@ from okapi_hf.train.recipes import (
     start_model,
     write_run_config,
 )
-from okapi_hf.train.rewards import RewardModelScorer, language_fidelity_reward
+from okapi_hf.train.rewards import LANGUAGE_REWARDS, RewardModelScorer
 from okapi_hf.train.utils import check_tokenizers_match, freeze_bottom_layers
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ CARD_HYPERPARAMETERS = (
     "gradient_accumulation_steps",
     "generation_batch_size",
     "language_reward_weight",
+    "language_reward",
     "num_unfrozen_layers",
     "seed",
 )
@@ -81,6 +83,7 @@ CARD_METRICS = (
     "reward_std",
     "rewards/reward_model/mean",
     "rewards/language_fidelity_reward/mean",
+    "rewards/language_id_reward/mean",
     "kl",
     "completions/mean_length",
 )
@@ -99,6 +102,15 @@ class OkapiRLArguments:
         metadata={
             "help": "Weight of the language-fidelity reward (1 when a completion is in the prompt's language) "
             "next to the reward model's weight 1; 0 turns it off."
+        },
+    )
+    language_reward: str = field(
+        default="heuristic",
+        metadata={
+            "help": "The language reward that language_reward_weight weighs: heuristic (a script and "
+            "function-word score, no extra dependency) or identifier (1 when the language identifier names "
+            "the prompt's language, else 0; tells apart languages of one script; needs okapi-hf[eval]).",
+            "choices": list(LANGUAGE_REWARDS),
         },
     )
     num_unfrozen_layers: int | None = field(
@@ -131,6 +143,13 @@ class OkapiRLArguments:
             raise ConfigError(
                 f"{name}: language_reward_weight must be >= 0, got {self.language_reward_weight}"
             )
+        if self.language_reward not in LANGUAGE_REWARDS:
+            raise ConfigError(
+                f"{name}: language_reward must be one of {', '.join(LANGUAGE_REWARDS)}, "
+                f"got {self.language_reward!r}"
+            )
+        if self.language_reward == "identifier" and self.language_reward_weight > 0:
+            require_identifier()  # a missing lingua fails when the recipe is parsed, not mid-training
         weights = getattr(self, "reward_weights", None)
         if weights is not None and list(weights) != self.reward_weights_for_funcs():
             raise ConfigError(
@@ -306,7 +325,7 @@ def train_trl_rl(
 
     reward_funcs: list[Any] = [_reward_model(config, model_args, reward_tokenizer)]
     if config.language_reward_weight > 0:
-        reward_funcs.append(language_fidelity_reward)
+        reward_funcs.append(LANGUAGE_REWARDS[config.language_reward])
     config.reward_weights = config.reward_weights_for_funcs()
     if model_args.use_peft and config.num_unfrozen_layers is not None:
         logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
@@ -363,7 +382,9 @@ def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
         shown = {k: logged[-1][k] for k in CARD_METRICS if logged and k in logged[-1]}
     rewards = "the reward model's score on prompt + response"
     if config.language_reward_weight > 0:
-        rewards += f" plus {config.language_reward_weight} x a language-fidelity score"
+        rewards += (
+            f" plus {config.language_reward_weight} x a language-fidelity reward ({config.language_reward})"
+        )
     card = render_model_card(
         title=f"Okapi {config.algorithm.upper()} policy ({', '.join(langs)})",
         description=(
