@@ -458,6 +458,29 @@ def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path):
     assert "15 prompts" in card.text  # the prompt report
 
 
+def test_the_language_reward_can_be_the_identifier(tiny, built, tmp_path, monkeypatch):
+    from okapi_hf.train import rewards
+
+    calls = []
+
+    def spy(prompts, completions, lang=None, **kw):
+        calls.append(list(lang))
+        return rewards.language_id_reward(prompts, completions, lang=lang, **kw)
+
+    monkeypatch.setitem(rewards.LANGUAGE_REWARDS, "identifier", spy)
+    models = {"model_name_or_path": str(tiny["llama"]), "reward_model_path": str(tiny["llama"])}
+    options = ["max_steps=1", "max_new_tokens=4", "language_reward_weight=1.0", "language_reward=identifier"]
+    out = _train_rl(built, tmp_path, *options, **models)
+    assert calls and all(set(langs) == {"vi"} for langs in calls)  # every rollout batch was scored by it
+    assert (
+        yaml.safe_load((out / "run_config.yaml").read_text())["PPOConfig"]["language_reward"] == "identifier"
+    )
+    with pytest.raises(
+        OkapiError, match=r"invalid choice: .fasttext. \(choose from .heuristic., .identifier.\)"
+    ):
+        _train_rl(built, tmp_path, "language_reward=fasttext", **models)
+
+
 def test_train_rl_resumes_from_its_newest_checkpoint(tiny, built, tmp_path):
     models = {"model_name_or_path": str(tiny["llama"]), "reward_model_path": str(tiny["llama"])}
     saving = ["save_strategy=steps", "save_steps=1", "max_new_tokens=4"]

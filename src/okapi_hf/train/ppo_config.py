@@ -56,6 +56,15 @@ class PPOConfig(_BaseConfig):
     language_reward_weight: float = field(
         default=0.0, metadata={"help": "Weight of the language-fidelity reward added to the score; 0 = off."}
     )
+    language_reward: str = field(
+        default="heuristic",
+        metadata={
+            "help": "The language reward that language_reward_weight weighs: heuristic (script and function "
+            "words, no extra dependency) or identifier (1 when okapi_hf.langid.identify names the prompt's "
+            "language; needs okapi-hf[eval]).",
+            "choices": ["heuristic", "identifier"],
+        },
+    )
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (Okapi: 1e-6)."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (Okapi: 0.95)."})
     lr_scheduler_type: str = field(
@@ -71,4 +80,8 @@ class PPOConfig(_BaseConfig):
                 raise ConfigError(f"PPOConfig: {name} must be at least 1, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"PPOConfig: temperature must be positive, got {self.temperature}")
+        if self.language_reward not in ("heuristic", "identifier"):
+            raise ConfigError(
+                f"PPOConfig: language_reward must be heuristic or identifier, got {self.language_reward!r}"
+            )
         super().__post_init__()

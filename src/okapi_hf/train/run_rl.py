@@ -57,6 +57,7 @@ CARD_HYPERPARAMETERS = (
     "max_new_tokens",
     "temperature",
     "language_reward_weight",
+    "language_reward",
     "seed",
 )
 
@@ -112,9 +113,9 @@ def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig
     reward_model = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, **init)
     reward_funcs, weights = [], []
     if config.language_reward_weight:
-        from okapi_hf.train.rewards import language_fidelity_reward
+        from okapi_hf.train.rewards import LANGUAGE_REWARDS
 
-        reward_funcs, weights = [language_fidelity_reward], [config.language_reward_weight]
+        reward_funcs, weights = [LANGUAGE_REWARDS[config.language_reward]], [config.language_reward_weight]
     trainer = PPOTrainer(
         policy,
         config,
