@@ -354,3 +354,15 @@ def test_a_tokenizer_without_a_chat_template_falls_back_to_okapis(models, tmp_pa
         pipe.chat(USER)
     with pytest.raises(ChatError, match="template must be"):
         pipeline(models["bloom"], template="alpaca")
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_batched_greedy_replies_equal_one_at_a_time(pipes, arch):
+    """Left padding must not change a reply: prompts of very different lengths share a batch."""
+    pipe = pipes[arch]
+    conversations = [
+        [{"role": "user", "content": text}] for text in ("Chào", "Привет, как у тебя дела сегодня?", "你好")
+    ]
+    batched = pipe.chat_batch(conversations, batch_size=3, do_sample=False)
+    assert batched == [pipe.chat(c, do_sample=False) for c in conversations]
+    assert pipe.tokenizer.padding_side == "left"  # restored (the pipeline pads left already)

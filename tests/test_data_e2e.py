@@ -49,8 +49,10 @@ def fake_model(name: str):
             return f"{VI}: {last}"  # the source words and placeholders kept, so rows stay distinct
         if "Translate the instruction" in last:
             return "Instruction: ... Response 1: ... Response 2: ..."
-        if "Now rank" in last:
-            return "Response 2 is more helpful.\nRanking: [[2, 1]]"
+        if "Now rank" in last:  # prefers model b's response, wherever the prompt shows it
+            first = messages[0]["content"]
+            b_first = first.index("(b)") < first.index("(a)")
+            return "Model b's response is more helpful.\nRanking: [[" + ("1, 2" if b_first else "2, 1") + "]]"
         return f"{VI} ({name})"
 
     return reply
@@ -90,7 +92,7 @@ def test_the_four_steps_chain_into_a_dataset(tmp_path, capsys):
 
         requests = a.count
         assert main(["data", "rank", "--input", str(responses), "--backend", backend, *flags]) == 0
-        assert a.count == requests and "6 already there" in capsys.readouterr().out  # nothing sent again
+        assert a.count == requests and "6 already done" in capsys.readouterr().out  # nothing sent again
 
         # TaCo rows from the Vietnamese rows and their English originals: no request needed
         requests = a.count
@@ -193,7 +195,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_rows_or_requests(tmp_p
         assert sent_before >= len(completed) and server.count == n - len(completed)
     ids = [r["id"] for r in _lines(target)]
     assert sorted(ids) == sorted(f"r{i}" for i in range(n)) and len(ids) == len(set(ids))
-    assert f"{len(written_before)} already there" in second.stdout
+    assert f"{len(written_before)} already done" in second.stdout
 
 
 # -- a real OpenAI-compatible server -------------------------------------------------------------------------
@@ -248,3 +250,21 @@ def test_every_step_runs_against_transformers_serve(serve, tmp_path):
         f"unparsable ranking after a retry ({k})"
         for k in ("no ranking line", "several ranking lines", "not a permutation of the response numbers")
     }
+
+
+def test_steps_refuse_settings_that_cannot_work_and_fail_loudly(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"id": "a", "instruction": "Chào bạn", "lang": "vi"}\n{"id": "b", "instruction": "x", "lang": "th"}\n'
+    )
+    with FakeLLMServer(fake_model("a")) as server:
+        args = ["--input", str(rows), "--backend", f"openai:m@{server.url}", "--out", str(tmp_path / "o")]
+        assert main(["data", "respond", *args, "--lang", "vi"]) == 1  # one backend, one sample
+        assert "ranking needs at least 2: pass --samples 2" in capsys.readouterr().err
+        assert main(["data", "respond", *args, "--lang", "vi", "--samples", "2"]) == 1
+        assert "rows carry language(s) ['th'], not vi" in capsys.readouterr().err
+    with FakeLLMServer(failures=lambda i, body: "400") as broken:  # refuses everything: no retry helps
+        flags = ["--langs", "vi", "--out", str(tmp_path / "o"), "--backend", f"openai:m@{broken.url}"]
+        assert main(["data", "translate", "--input", str(rows), *flags]) == 1
+    captured = capsys.readouterr()
+    assert "2 failed (of 2)" in captured.out and "2 row(s) failed" in captured.err

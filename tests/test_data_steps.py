@@ -146,20 +146,41 @@ def test_respond_leaves_out_responses_in_another_language():
 ROW = {"id": "q", "lang": "vi", "instruction": "Kể chuyện", "input": "", "responses": ["r1", "r2", "r3"]}
 
 
+def _ranking_by_content(request, best_first: list[str]) -> str:
+    """A judge that ranks by the responses' texts, whatever order the prompt shows them in."""
+    shown = dict(re.findall(r"Response (\d+):\n(\S+)", request.messages[0]["content"]))
+    number = {text: n for n, text in shown.items()}
+    return "Ranking: [[" + ", ".join(number[text] for text in best_first) + "]]"
+
+
 def test_rank_is_two_turns_and_orders_the_responses_best_first():
     def judge(request):
         if len(request.messages) == 1:
             return "Instruction: Tell a story. Response 1: ..."
-        return "Response 2 is best, then 3.\nRanking: [[2, 3, 1]]"
+        return "Reasons...\n" + _ranking_by_content(request, ["r2", "r3", "r1"])
 
     client = _client(judge)
-    out = _run(make_rank(client)(ROW))
-    assert out["responses"] == ["r2", "r3", "r1"]
+    out = _run(make_rank(client)({**ROW, "sources": ["a#0", "b#0", "c#0"]}))
+    assert out["responses"] == ["r2", "r3", "r1"] and out["sources"] == ["b#0", "c#0", "a#0"]
     first, second = client.sent
-    assert "Vietnamese" in first.messages[0]["content"] and "Response 3:\nr3" in first.messages[0]["content"]
+    prompt = first.messages[0]["content"]
+    assert "Vietnamese" in prompt and all(f"\nr{i}\n" in prompt + "\n" for i in (1, 2, 3))
     assert [m["role"] for m in second.messages] == ["user", "assistant", "user"]
     assert second.messages[1]["content"].startswith("Instruction: Tell a story")
     assert second.messages[2]["content"].endswith("Ranking: [[1, 2, 3]]")
+
+
+def test_the_judge_sees_the_responses_in_a_shuffled_order_fixed_per_row():
+    """An echoing or position-biased judge must not make the first model's response the best."""
+    orders = []
+    for i in range(12):
+        client = _client(lambda r: "t" if len(r.messages) == 1 else "Ranking: [[1, 2, 3]]")
+        orders.append(tuple(_run(make_rank(client)({**ROW, "id": f"q{i}"}))["responses"]))
+    assert len(set(orders)) > 1 and {o[0] for o in orders} != {"r1"}
+    again = _client(lambda r: "t" if len(r.messages) == 1 else "Ranking: [[1, 2, 3]]")
+    assert (
+        tuple(_run(make_rank(again)({**ROW, "id": "q0"}))["responses"]) == orders[0]
+    )  # same row, same order
 
 
 @pytest.mark.parametrize(
@@ -184,8 +205,8 @@ def test_the_parser_accepts_case_and_spacing_variants():
 
 
 def test_an_unparsable_judgement_is_retried_once_then_rejected():
-    replies = iter(["translation", "no ranking here", "Ranking: [[3, 2, 1]]"])
-    client = _client(lambda r: next(replies))
+    replies = iter(["translation", "no ranking here"])
+    client = _client(lambda r: next(replies, None) or _ranking_by_content(r, ["r3", "r2", "r1"]))
     assert _run(make_rank(client)(ROW))["responses"] == ["r3", "r2", "r1"]
     assert "no 'Ranking: [[...]]' line" in client.sent[2].messages[-1]["content"]
 
@@ -276,3 +297,12 @@ def test_generate_keeps_new_tasks_in_request_order_whatever_finishes_first():
     prompt = client.sent[0].messages[0]["content"]
     assert client.sent[0].seed == 0 and client.sent[0].temperature == 1.0
     assert "### Task 3" in prompt and "tasks 4 to 11" in prompt
+
+
+def test_text_with_nothing_to_translate_is_kept_and_a_retry_samples():
+    client = _client(lambda r: f"{VI} {_markers(r)}" if r.sample else "lost")
+    out = _run(
+        make_translate("vi", client)({"id": "a", "instruction": "Add 2 and 3.", "input": "42, https://x.org"})
+    )
+    assert out["input"] == "42, https://x.org"  # only a number and a link: not sent
+    assert [(r.sample, r.temperature) for r in client.sent] == [(0, 0.0), (1, 0.7)]

@@ -15,7 +15,7 @@ from okapi_hf.cli import main
 from okapi_hf.data.fake_llm import FakeLLMServer
 from okapi_hf.errors import DataError
 from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_questions
-from okapi_hf.eval.judge_report import bootstrap_ci, summarize
+from okapi_hf.eval.judge_report import bootstrap_ci, summarize, write_report
 from okapi_hf.testing import make_tiny_model
 
 QUESTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vicuna-bench" / "questions"
@@ -263,3 +263,49 @@ def test_generate_judge_and_report_run_end_to_end(model, greedy_server, tmp_path
     assert saved[("vi", "all")]["answers"] == 2 and saved[("ru", "all")]["answers"] == 1
     assert sum(saved[(lang, "all")]["unparsed"] for lang in ("vi", "ru")) == unparsed
     assert (report / "report.png").is_file() and (report / "model_index.yaml").is_file()
+
+
+def test_questions_split_on_newlines_only_and_repeats_are_named(tmp_path):
+    row = {"question_id": 1, "category": "writing", "turns": ["Một\u2028hai"], "lang": "vi"}
+    (tmp_path / "vi.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n")
+    assert load_questions(tmp_path, "vi")[0]["turns"] == ["Một\u2028hai"]
+    (tmp_path / "vi.jsonl").write_text((json.dumps(row, ensure_ascii=False) + "\n") * 2)
+    with pytest.raises(DataError, match=r"vi\.jsonl: question_id 1 repeats"):
+        load_questions(tmp_path, "vi")
+
+
+def test_the_report_takes_rows_from_other_tools_and_names_endpoint_models(tmp_path, caplog):
+    answers = [
+        {
+            "id": "vi-1",
+            "lang": "vi",
+            "category": None,
+            "answers": [VI],
+            "model": "openai:tiny@http://127.0.0.1:1/v1",
+        },
+        {"id": "vi-2", "lang": "vi", "answers": [VI], "model": "openai:tiny@http://127.0.0.1:1/v1"},
+    ]
+    judgements = [
+        {
+            "id": "vi-1",
+            "lang": "vi",
+            "category": None,
+            "model": "openai:tiny@http://127.0.0.1:1/v1",
+            "rating": 7,
+        },
+        {"id": "vi-2", "lang": "vi", "model": "openai:tiny@http://127.0.0.1:1/v1", "rating": 5},
+        {"id": "ru-9", "lang": "ru", "model": None, "rating": 3},  # no answer for it in the folder
+    ]
+    for folder, rows in (("a", answers), ("j", judgements)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        )
+    rows = {
+        (r.model, r.lang, r.category): r for r in write_report(tmp_path / "j", tmp_path / "a", tmp_path / "r")
+    }
+    assert rows[("tiny", "vi", "all")].score == 6.0 and rows[("tiny", "vi", "general")].answers == 2
+    assert rows[("model", "ru", "all")].fidelity is None
+    assert "1 judgement(s) have no matching answer" in (tmp_path / "r" / "report.md").read_text()
+    index = yaml.safe_load((tmp_path / "r" / "model_index.yaml").read_text())["model-index"]
+    assert sorted(entry["name"] for entry in index) == ["model", "tiny"]

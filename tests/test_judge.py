@@ -311,6 +311,7 @@ def test_single_judging_keeps_unparsable_rows_and_sends_nothing_twice(tmp_path):
     assert [judged[k]["rating"] for k in ("ne-1", "ne-2", "fa-3")] == [9.0, 2.0, None]
     assert [judged[k]["parsed"] for k in ("ne-1", "ne-2", "fa-3")] == [True, True, False]
     assert judged["fa-3"]["judge_text"] == "Hmm, I like it."
+    assert judged["ne-1"].pop("source_sha")  # the runner's digest of the answer row it judged
     assert judged["ne-1"] == {
         **{"id": "ne-1", "question_id": 1, "lang": "ne", "category": "generic", "model": "m"},
         **{"mode": "single", "judge": "grader", "turn": 0, "reference_used": False},

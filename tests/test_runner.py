@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+from okapi_hf.data.llm import LLMError
 from okapi_hf.data.prompts import load_prompt, prompt_names, render
 from okapi_hf.data.runner import (
     RowRejected,
+    done_marker,
     merge_shards,
     parse_shard,
     read_rows,
@@ -18,7 +20,7 @@ from okapi_hf.data.runner import (
     shard_path,
     take_shard,
 )
-from okapi_hf.errors import DataError, OkapiError
+from okapi_hf.errors import DataError
 
 ROWS = [{"id": f"r{i}", "instruction": f"task {i}"} for i in range(10)]
 
@@ -32,7 +34,11 @@ async def _upper(row):
     if row["id"] == "r3":
         raise RowRejected("no good")
     if row["id"] == "r5":
-        raise OkapiError("endpoint down")
+        raise LLMError("endpoint down")
+    return {"instruction": row["instruction"].upper()}
+
+
+async def _ok(row):
     return {"instruction": row["instruction"].upper()}
 
 
@@ -42,7 +48,9 @@ def test_every_row_is_written_once_and_losses_are_counted(tmp_path):
     rows = _lines(out)
     assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(10) if i not in (3, 5))
     assert {r["id"]: r["instruction"] for r in rows}["r7"] == "TASK 7"
-    assert _lines(rejected_path(out)) == [{"id": "r3", "reason": "no good"}]
+    [rejection] = _lines(rejected_path(out))
+    assert (rejection["id"], rejection["reason"]) == ("r3", "no good") and rejection["source_sha"]
+    assert not done_marker(out).exists()  # a row failed: the run is not complete
     assert (report.written, report.resumed, dict(report.rejected), dict(report.failed)) == (
         8,
         0,
@@ -61,6 +69,40 @@ def test_every_row_is_written_once_and_losses_are_counted(tmp_path):
     report = asyncio.run(run_rows(ROWS, record, out, step="upper", progress=False))
     assert seen == ["r5"] and report.resumed == 9 and report.written == 1
     assert sorted(r["id"] for r in _lines(out)) == sorted(f"r{i}" for i in range(10) if i != 3)
+    assert json.loads(done_marker(out).read_text())["total"] == 10
+
+
+def test_rejections_are_tried_again_when_the_settings_change(tmp_path):
+    out = tmp_path / "vi.jsonl"
+    seen = []
+
+    async def picky(row):
+        seen.append(row["id"])
+        raise RowRejected("too few responses")
+
+    asyncio.run(run_rows(ROWS[:3], picky, out, step="s", settings={"samples": 1}, progress=False))
+    asyncio.run(run_rows(ROWS[:3], picky, out, step="s", settings={"samples": 1}, progress=False))
+    assert len(seen) == 3  # same settings: the rejections stand
+    report = asyncio.run(run_rows(ROWS[:3], _upper, out, step="s", settings={"samples": 3}, progress=False))
+    assert report.retried == 3 and report.written == 3 and not rejected_path(out).exists()
+    assert "3 earlier rejection(s) tried again" in report.summary()
+
+
+def test_an_input_that_changed_since_the_last_run_is_an_error(tmp_path):
+    out = tmp_path / "vi.jsonl"
+    asyncio.run(run_rows(ROWS[:3], _upper, out, step="s", progress=False))
+    changed = [{**ROWS[0], "instruction": "something else"}, *ROWS[1:3]]
+    with pytest.raises(DataError, match=r"row 'r0' was made from a different input row"):
+        asyncio.run(run_rows(changed, _upper, out, step="s", progress=False))
+
+
+def test_a_row_the_step_cannot_use_is_rejected_not_retried(tmp_path):
+    async def malformed(row):
+        raise DataError(f"row {row['id']}: no instruction")
+
+    report = asyncio.run(run_rows(ROWS[:2], malformed, tmp_path / "o.jsonl", step="s", progress=False))
+    assert dict(report.rejected) == {"row r0: no instruction": 1, "row r1: no instruction": 1}
+    assert not report.failed
 
 
 def test_a_line_cut_short_by_a_kill_is_dropped_and_redone(tmp_path):
@@ -89,9 +131,14 @@ def test_shards_split_every_row_once_and_merge_back(tmp_path):
         assert [r["id"] for r in part] == [f"r{k}" for k in range(i, 10, 3)]
         asyncio.run(run_rows(part, _upper, shard_path(out, shard), step="upper", progress=False))
     assert shard_path(out, (1, 3)).name == "vi.shard-1-of-3.jsonl"
-    assert merge_shards(out, 3) == 8
-    assert sorted(r["id"] for r in _lines(out)) == sorted(f"r{i}" for i in range(10) if i not in (3, 5))
-    assert _lines(rejected_path(out)) == [{"id": "r3", "reason": "no good"}]
+    with pytest.raises(DataError, match=r"shard vi\.shard-2-of-3\.jsonl is incomplete \(2 of \? rows done"):
+        merge_shards(out, 3)  # r5 failed in shard 2: merging now would lose it
+    asyncio.run(
+        run_rows(take_shard(ROWS, (2, 3)), _ok, shard_path(out, (2, 3)), step="upper", progress=False)
+    )
+    assert merge_shards(out, 3) == 9
+    assert sorted(r["id"] for r in _lines(out)) == sorted(f"r{i}" for i in range(10) if i != 3)
+    assert [r["id"] for r in _lines(rejected_path(out))] == ["r3"]
 
 
 def test_merge_refuses_missing_shards_and_repeated_ids(tmp_path):
@@ -100,6 +147,8 @@ def test_merge_refuses_missing_shards_and_repeated_ids(tmp_path):
     with pytest.raises(DataError, match="missing shard file"):
         merge_shards(out, 2)
     shard_path(out, (1, 2)).write_text('{"id": "a"}\n', encoding="utf-8")
+    for i in range(2):
+        done_marker(shard_path(out, (i, 2))).write_text('{"total": 1}', encoding="utf-8")
     with pytest.raises(DataError, match="'a' is in both"):
         merge_shards(out, 2)
 

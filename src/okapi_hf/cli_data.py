@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from okapi_hf.errors import OkapiError
+
 
 def _data_download(args: argparse.Namespace) -> None:
     from okapi_hf.data.download import download_release
@@ -65,8 +67,14 @@ def _data_create(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
         price=args.price,
     )
-    for report in result if isinstance(result, list) else [result]:
+    reports = result if isinstance(result, list) else [result]
+    for report in reports:
         print(report.summary())
+    failed = sum(sum(getattr(r, "failed", {}).values()) for r in reports)
+    if failed:  # a script chaining steps must not go on with partial data
+        raise OkapiError(
+            f"{failed} row(s) failed (the endpoint gave up); run the same command again to retry them"
+        )
 
 
 def _data_merge(args: argparse.Namespace) -> None:
@@ -78,7 +86,9 @@ def _data_merge(args: argparse.Namespace) -> None:
 def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) -> None:
     """The four Okapi data-creation steps, TaCo, and merging shards."""
 
-    def llm_flags(p: argparse.ArgumentParser, *, shardable: bool = True, several: bool = False) -> None:
+    def llm_flags(
+        p: argparse.ArgumentParser, *, shardable: bool = True, several: bool = False, prompts: bool = True
+    ) -> None:
         p.add_argument(
             "--backend",
             required=True,
@@ -91,12 +101,13 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
         p.add_argument(
             "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
         )
-        p.add_argument(
-            "--prompts",
-            dest="prompts_dir",
-            type=Path,
-            help="folder of prompt files that replace the shipped ones",
-        )
+        if prompts:
+            p.add_argument(
+                "--prompts",
+                dest="prompts_dir",
+                type=Path,
+                help="folder of prompt files that replace the shipped ones",
+            )
         if shardable:
             p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
 
@@ -125,7 +136,7 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
         action="store_false",
         help="keep responses that do not look written in the row's language (e.g. mostly code)",
     )
-    llm_flags(p, several=True)
+    llm_flags(p, several=True, prompts=False)
     p.set_defaults(func=_data_create)
 
     p = data.add_parser("rank", help="step 4: Okapi's two-turn ranking (translate to English, then rank)")

@@ -69,6 +69,7 @@ def _eval_judge(args: argparse.Namespace) -> None:
     files = sorted(p for p in Path(args.answers).glob("*.jsonl") if ".rejected" not in p.name)
     if not files:
         raise OkapiError(f"no <lang>.jsonl answers in {args.answers}: run `okapi-hf eval generate` first")
+    failed = 0
     for path in files:
         baseline = Path(args.baseline) / path.name if args.baseline else None
         report = judge_answers(
@@ -83,6 +84,9 @@ def _eval_judge(args: argparse.Namespace) -> None:
             prompts_dir=args.prompts_dir,
         )
         print(report.summary())
+        failed += sum(report.failed.values())
+    if failed:
+        raise OkapiError(f"{failed} judgement(s) failed (the endpoint gave up); run the same command again")
 
 
 def _eval_report(args: argparse.Namespace) -> None:
@@ -92,7 +96,8 @@ def _eval_report(args: argparse.Namespace) -> None:
     for r in rows:
         if r.category == ALL:
             score = "-" if r.score is None else f"{r.score:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-            print(f"{r.model} {r.lang}: score {score}, {r.unparsed} unparsed, fidelity {r.fidelity:.2f}")
+            fidelity = "-" if r.fidelity is None else f"{r.fidelity:.2f}"
+            print(f"{r.model} {r.lang}: score {score}, {r.unparsed} unparsed, fidelity {fidelity}")
     print(f"wrote report.md, report.png, report.json and model_index.yaml to {args.out}")
 
 

@@ -24,7 +24,7 @@ from okapi_hf.data.runner import (
     write_rows,
 )
 from okapi_hf.data.schema import get_subset
-from okapi_hf.errors import DataError
+from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.languages import get_language, resolve_langs
 
 CACHE_NAME = ".okapi_llm_cache.sqlite"
@@ -69,24 +69,52 @@ def _rows(input: str | Path, shard: str | None) -> list[dict[str, Any]]:
     return take_shard(read_rows(input), parse_shard(shard))
 
 
-def _lang_of(rows: Sequence[dict[str, Any]], lang: str | None, input: str | Path) -> str:
-    """The language to work in: ``lang`` if given, else the one every row's ``lang`` field names."""
-    if lang:
-        return get_language(lang).code
+def _lang_of(rows: list[dict[str, Any]], lang: str | None, input: str | Path) -> str:
+    """The language to work in, set on every row: ``lang`` if given, else the one the rows' ``lang`` names.
+
+    A row whose own ``lang`` differs from ``--lang`` is an error, not relabelled.
+    """
     found = {row.get("lang") for row in rows}
-    if len(found) != 1 or None in found:
+    if lang:
+        code = get_language(lang).code
+        other = sorted(str(c) for c in found - {None, code})
+        if other:
+            raise DataError(
+                f"{input}: rows carry language(s) {other}, not {code}; split the file or drop --lang"
+            )
+    elif len(found) != 1 or None in found:
         raise DataError(f"{input}: rows carry languages {sorted(map(str, found))}; pass --lang")
-    return get_language(found.pop()).code
+    else:
+        code = get_language(found.pop()).code
+    for row in rows:
+        row["lang"] = code
+    return code
+
+
+def _settings(prompts_dir: Path | None, **values: Any) -> dict[str, Any]:
+    """What a step was asked to do: when it changes, earlier rejections are tried again."""
+    prompts = {}
+    if prompts_dir is not None:
+        prompts = {p.name: p.read_text(encoding="utf-8") for p in sorted(Path(prompts_dir).glob("*.md"))}
+    return {**values, "prompts": prompts}
 
 
 def _run(
-    rows: list[dict[str, Any]], work: Any, out: Path, step: str, clients: list[LLMClient], progress: bool
+    rows: list[dict[str, Any]],
+    work: Any,
+    out: Path,
+    step: str,
+    clients: list[LLMClient],
+    progress: bool,
+    settings: dict[str, Any],
 ) -> RunReport:
     """Run the step in one event loop and close its clients there (their connections belong to it)."""
 
     async def go() -> RunReport:
         try:
-            return await run_rows(rows, work, out, step=step, client=clients[0], progress=progress)
+            return await run_rows(
+                rows, work, out, step=step, client=clients[0], settings=settings, progress=progress
+            )
         finally:
             for client in clients:
                 await client.aclose()
@@ -149,9 +177,9 @@ def translate(
     for lang in resolve_langs(langs):
         client = make_client(backend, out, **client_kw)
         work = make_translate(lang, client, prompts_dir=prompts_dir)
-        reports.append(
-            _run(rows, work, _output(out, folder, lang, shard), f"translate {lang}", [client], progress)
-        )
+        settings = _settings(prompts_dir, backend=backend)
+        target = _output(out, folder, lang, shard)
+        reports.append(_run(rows, work, target, f"translate {lang}", [client], progress, settings))
     return reports
 
 
@@ -171,13 +199,20 @@ def respond(
     """K responses per row: every backend, ``samples`` times each."""
     from okapi_hf.data.respond import make_respond
 
+    if len(backends) * samples < 2:
+        raise ConfigError(
+            f"respond makes {len(backends) * samples} response(s) per instruction; ranking needs at least 2: "
+            "pass --samples 2 or more, or several --backend specs"
+        )
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
-    for row in rows:
-        row["lang"] = lang
     clients = [make_client(spec, out, **client_kw) for spec in backends]
     work = make_respond(clients, samples=samples, max_tokens=max_tokens, check_language=check_language)
-    report = _run(rows, work, _output(out, "responses", lang, shard), f"respond {lang}", clients, progress)
+    settings = _settings(
+        None, backends=list(backends), samples=samples, max_tokens=max_tokens, check=check_language
+    )
+    target = _output(out, "responses", lang, shard)
+    report = _run(rows, work, target, f"respond {lang}", clients, progress, settings)
     report.notes += [f"responses left out ({n}): {reason}" for reason, n in work.dropped.most_common()]
     return report
 
@@ -199,12 +234,11 @@ def rank(
 
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
-    for row in rows:
-        row.setdefault("lang", lang)
     client = make_client(backend, out, **client_kw)
     work = make_rank(client, prompts_dir=prompts_dir, max_tokens=max_tokens)
     target = _output(out, get_subset("ranking").release_folder, lang, shard)
-    return _run(rows, work, target, f"rank {lang}", [client], progress)
+    settings = _settings(prompts_dir, backend=backend, max_tokens=max_tokens)
+    return _run(rows, work, target, f"rank {lang}", [client], progress, settings)
 
 
 def taco(
@@ -228,4 +262,5 @@ def taco(
     client = make_client(backend, out, **client_kw)
     english_rows = read_rows(english) if english else None
     work = make_taco(lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer)
-    return _run(rows, work, _output(out, "taco", lang, shard), f"taco {lang}", [client], progress)
+    settings = _settings(prompts_dir, backend=backend, english=str(english), answer=answer)
+    return _run(rows, work, _output(out, "taco", lang, shard), f"taco {lang}", [client], progress, settings)

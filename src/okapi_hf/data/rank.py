@@ -2,12 +2,15 @@
 
 The judge must end with ``Ranking: [[2, 1, 4, 3]]`` naming every response once. Anything else is
 not guessed at: the judge is asked once more for the line alone, and a second failure rejects the
-row with the reason counted.
+row with the reason counted. The responses are shown in an order shuffled per row (seeded by its
+id), so neither a judge's position bias nor one that echoes the example favours the first model.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,8 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
             raise RowRejected("fewer than 2 responses to rank")
         language = get_language(row.get("lang") or "").name
         k = len(responses)
+        shown = list(range(k))
+        random.Random(zlib.crc32(str(row["id"]).encode())).shuffle(shown)  # the same order on every run
         fields = {"language": language, "k": k, "example": ", ".join(map(str, range(1, k + 1)))}
         messages = [
             {
@@ -57,7 +62,7 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
                     language=language,
                     instruction=row["instruction"],
                     input=row.get("input") or "",
-                    responses=responses,
+                    responses=[responses[i] for i in shown],
                 ),
             }
         ]
@@ -79,13 +84,17 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
                 order = parse_ranking(retry.text, k)
             except ValueError:
                 raise RowRejected(f"unparsable ranking after a retry ({_kind(first)})") from None
-        return {
+        best_first = [shown[n - 1] for n in order]  # back from the judge's numbering to the row's
+        ranked = {
             "id": row["id"],
             "lang": row.get("lang", ""),
             "instruction": row["instruction"],
             "input": row.get("input") or "",
-            "responses": [responses[n - 1] for n in order],
+            "responses": [responses[i] for i in best_first],
         }
+        if isinstance(row.get("sources"), list) and len(row["sources"]) == k:
+            ranked["sources"] = [row["sources"][i] for i in best_first]  # which model wrote what, for audits
+        return ranked
 
     return work
 

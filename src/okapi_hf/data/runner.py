@@ -5,16 +5,22 @@ runner appends each finished row to a JSON Lines file the moment it is done (one
 so a run killed at any point resumes with the rows it lacks; together with the LLM client's
 persistent cache, no completed request is sent twice and every row ends up exactly once. Rejected
 rows go to a ``.rejected.jsonl`` file beside the output, with their reason, and are counted.
+
+Each written or rejected line carries ``source_sha``, a digest of the input row, so a resumed run
+over an input that changed is an error rather than a silent mix; a rejection also records the
+step's settings, and is tried again when they change (``--samples 3`` after ``--samples 1``).
+A run that ends with nothing left to do leaves a ``.done.json`` marker, which merging requires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,7 @@ class RunReport:
     out: Path
     total: int = 0
     resumed: int = 0
+    retried: int = 0  # earlier rejections tried again because the step's settings changed
     written: int = 0
     rejected: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
@@ -51,9 +58,12 @@ class RunReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.step}: {self.written} row(s) written to {self.out} this run, {self.resumed} already there, "
-            f"{sum(self.rejected.values())} rejected, {sum(self.failed.values())} failed (of {self.total})"
+            f"{self.step}: {self.written} row(s) written to {self.out} this run, {self.resumed} already done "
+            f"(written or rejected before), {sum(self.rejected.values())} rejected, "
+            f"{sum(self.failed.values())} failed (of {self.total})"
         ]
+        if self.retried:
+            lines.append(f"  {self.retried} earlier rejection(s) tried again: the step's settings changed")
         lines += [f"  rejected ({n}): {reason}" for reason, n in self.rejected.most_common()]
         lines += [
             f"  failed ({n}): {error} -- run the command again to retry" for error, n in self.failed.items()
@@ -141,6 +151,16 @@ def rejected_path(out: Path) -> Path:
     return out.with_name(f"{out.name.removesuffix('.jsonl')}.rejected.jsonl")
 
 
+def done_marker(out: Path) -> Path:
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.done.json")
+
+
+def digest(value: Any) -> str:
+    """A short, stable digest of a row or of a step's settings (canonical JSON)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def merge_shards(out: str | Path, n: int) -> int:
     """Join the ``n`` shard files of ``out`` into ``out`` (and their rejections); return the row count.
 
@@ -151,6 +171,15 @@ def merge_shards(out: str | Path, n: int) -> int:
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
         raise DataError(f"cannot merge {out}: missing shard file(s) {', '.join(missing)}")
+    for part in parts:
+        marker = done_marker(part)
+        done = len(read_done(part)) + len(read_done(rejected_path(part)))
+        total = json.loads(marker.read_text())["total"] if marker.is_file() else None
+        if total is None or done != total:
+            raise DataError(
+                f"cannot merge {out}: shard {part.name} is incomplete ({done} of {total or '?'} rows done, "
+                "some failed or the run was stopped); run that shard again first"
+            )
     rows = _join(parts)
     rejected = _join([rejected_path(p) for p in parts])
     write_rows(out, rows)
@@ -173,8 +202,12 @@ def _join(parts: list[Path]) -> list[dict[str, Any]]:
 # -- the output file --------------------------------------------------------------------------------------
 
 
-def read_done(path: Path) -> list[dict[str, Any]]:
-    """The rows a previous run finished; a last line cut short by a kill is dropped from the file."""
+def read_done(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """The rows a previous run finished; a last line cut short by a kill is skipped.
+
+    With ``repair`` (the runner, about to append) that partial line is also cut from the file; readers
+    leave the file alone, since a run may still be writing it.
+    """
     if not path.is_file():
         return []
     data = path.read_bytes()
@@ -189,7 +222,7 @@ def read_done(path: Path) -> list[dict[str, Any]]:
                 raise DataError(
                     f"{path}, line {number}: not JSON ({e.msg}); the file was changed by hand?"
                 ) from None
-    if tail.strip():  # the kill came mid-line: that row was not finished
+    if tail.strip() and repair:  # the kill came mid-line: that row was not finished
         with path.open("r+b") as f:
             f.truncate(len(data) - len(tail))
     return rows
@@ -219,35 +252,57 @@ async def run_rows(
     *,
     step: str,
     client: Any = None,
+    settings: Mapping[str, Any] | None = None,
     max_in_flight: int = 64,
     progress: bool = True,
 ) -> RunReport:
     """Apply ``work`` to the rows not yet in ``out``, appending each result as it finishes.
 
     ``max_in_flight`` workers take rows one at a time (the client bounds the requests), so 64K rows
-    never become 64K pending tasks. A row whose requests fail for good is counted as
-    failed and left for the next run; a :class:`RowRejected` row is recorded and not retried.
+    never become 64K pending tasks. A row whose requests fail for good (an :class:`LLMError`) is
+    counted as failed and left for the next run; a :class:`RowRejected` row, or one the step finds
+    malformed (another :class:`OkapiError`), is recorded as rejected and not retried while
+    ``settings`` (what the step was asked to do) stay the same.
     """
+    from okapi_hf.data.llm import LLMError
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rejects = rejected_path(out)
-    done = {row["id"] for row in read_done(out)} | {row["id"] for row in read_done(rejects)}
+    rejects, marker = rejected_path(out), done_marker(out)
+    sources = {row["id"]: digest(row) for row in rows}
+    fingerprint = digest(dict(settings or {}))
+    written_before = read_done(out, repair=True)
+    rejected_before = read_done(rejects, repair=True)
+    _check_same_inputs(written_before + rejected_before, sources, out)
+    stale = [
+        r for r in rejected_before if r.get("settings", fingerprint) != fingerprint and r["id"] in sources
+    ]
+    if stale:
+        stale_ids = {r["id"] for r in stale}
+        write_rows(rejects, [r for r in rejected_before if r["id"] not in stale_ids])
+        rejected_before = [r for r in rejected_before if r["id"] not in stale_ids]
+    done = {row["id"] for row in written_before} | {row["id"] for row in rejected_before}
     todo = [row for row in rows if row["id"] not in done]
-    report = RunReport(step=step, out=out, total=len(rows), resumed=len(rows) - len(todo))
+    report = RunReport(step=step, out=out, total=len(rows), resumed=len(rows) - len(todo), retried=len(stale))
+    marker.unlink(missing_ok=True)
     bar = tqdm(total=len(rows), initial=report.resumed, desc=step, unit="row", disable=not progress)
     pending = iter(todo)  # shared by the workers; asyncio switches only at awaits, so this is safe
 
     async def worker(f_out: Any, f_rej: Any) -> None:
         for row in pending:
+            source = sources[row["id"]]
             try:
                 result = await work(row)
-            except RowRejected as e:
-                report.rejected[e.reason] += 1
-                append_row(f_rej, {"id": row["id"], "reason": e.reason})
-            except OkapiError as e:  # an LLM request that failed for good: retried by the next run
+            except LLMError as e:  # the endpoint failed for good: the next run tries again
                 report.failed[str(e)] += 1
+            except OkapiError as e:  # RowRejected, or a row the step cannot use
+                reason = e.reason if isinstance(e, RowRejected) else str(e)
+                report.rejected[reason] += 1
+                append_row(
+                    f_rej, {"id": row["id"], "reason": reason, "source_sha": source, "settings": fingerprint}
+                )
             else:
-                append_row(f_out, {**result, "id": row["id"]})
+                append_row(f_out, {**result, "id": row["id"], "source_sha": source})
                 report.written += 1
             bar.update(1)
             if client is not None:
@@ -260,6 +315,19 @@ async def run_rows(
         bar.close()
     if rejects.is_file() and rejects.stat().st_size == 0:
         rejects.unlink()
+    if not report.failed:
+        marker.write_text(json.dumps({"total": len(rows), "step": step}), encoding="utf-8")
     if client is not None:
         report.usage = client.usage.summary()
     return report
+
+
+def _check_same_inputs(previous: list[dict[str, Any]], sources: dict[str, str], out: Path) -> None:
+    """A line written for an id whose input row has changed since means the output no longer fits."""
+    for row in previous:
+        source = row.get("source_sha")
+        if source is not None and row["id"] in sources and sources[row["id"]] != source:
+            raise DataError(
+                f"{out}: row {row['id']!r} was made from a different input row than the one given now "
+                "(the input changed since the last run); write to a new --out, or delete the old output"
+            )

@@ -68,7 +68,8 @@ def translate_request(
         {"role": "user", "content": render("translate_user", prompts_dir, text=text)},
     ]
     meta = {"text": text, "src_lang": "en", "tgt_lang": lang}
-    return ChatRequest.chat(messages, temperature=0.0, sample=attempt, meta=meta)
+    # a retry samples: at temperature 0 a deterministic backend would only repeat its first answer
+    return ChatRequest.chat(messages, temperature=0.0 if attempt == 0 else 0.7, sample=attempt, meta=meta)
 
 
 async def translate_text(
@@ -78,6 +79,8 @@ async def translate_text(
     if not text.strip():
         return text
     protected, spans = protect(text)
+    if not any(ch.isalpha() for ch in _MARKER.sub("", protected)):
+        return text  # only numbers, code or links: nothing to translate
     problem = ""
     for attempt in range(ATTEMPTS):
         result = await client.complete(

@@ -33,7 +33,8 @@ def load_questions(folder: str | Path, langs: str | list[str]) -> list[dict[str,
         if not path.is_file():
             have = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl"))) or "none"
             raise DataError(f"no questions for {lang}: {path} does not exist (languages there: {have})")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        # split on \n only: U+2028 and friends may sit raw inside JSON strings
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -41,9 +42,13 @@ def load_questions(folder: str | Path, langs: str | list[str]) -> list[dict[str,
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}, line {number}: not JSON ({e.msg})") from None
             questions.append(_check_question(row, path, number, lang))
-    ids = [q["id"] for q in questions]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{folder}: question ids repeat within a language")
+    seen: set[str] = set()
+    for question in questions:
+        if question["id"] in seen:
+            raise DataError(
+                f"{folder / (question['lang'] + '.jsonl')}: question_id {question['question_id']!r} repeats"
+            )
+        seen.add(question["id"])
     return questions
 
 

@@ -10,6 +10,7 @@ answer length. Written as ``report.md``, ``report.png``, ``report.json`` and ``m
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -22,6 +23,8 @@ import yaml
 from okapi_hf.data.runner import read_done
 from okapi_hf.errors import DataError
 from okapi_hf.languages import get_language
+
+logger = logging.getLogger(__name__)
 
 ALL = "all"  # the category of the per-language rows
 PAIRWISE_POINTS = {"win": 1.0, "tie": 0.5, "loss": 0.0}
@@ -67,19 +70,16 @@ def summarize(judgements: list[dict[str, Any]], answers: list[dict[str, Any]]) -
     """Rows per (model, language, category) and per (model, language) over all categories."""
     from okapi_hf.eval.langid import language_fidelity
 
-    texts = [(a["answers"] or [""])[-1] for a in answers]
+    texts = [(a.get("answers") or [""])[-1] for a in answers]
     identified = language_fidelity(texts, [a["lang"] for a in answers]).identified
-    by_answer = {
-        (a.get("model", ""), a["id"]): (a, code) for a, code in zip(answers, identified, strict=True)
-    }
+    by_answer = {(_model(a), a["id"]): (a, code) for a, code in zip(answers, identified, strict=True)}
     groups: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: {"answers": [], "judged": []})
     for (model, _), (answer, code) in by_answer.items():
-        for category in (answer["category"], ALL):
+        for category in dict.fromkeys((_category(answer), ALL)):
             groups[(model, answer["lang"], category)]["answers"].append((answer, code))
     for judgement in judgements:
-        model = judgement.get("model", "")
-        for category in (judgement.get("category", ALL), ALL):
-            groups[(model, judgement["lang"], category)]["judged"].append(score_of(judgement))
+        for category in dict.fromkeys((_category(judgement), ALL)):
+            groups[(_model(judgement), judgement["lang"], category)]["judged"].append(score_of(judgement))
     rows = []
     for (model, lang, category), group in sorted(
         groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != ALL, kv[0][2])
@@ -99,10 +99,29 @@ def summarize(judgements: list[dict[str, Any]], answers: list[dict[str, Any]]) -
                 ci_low=low,
                 ci_high=high,
                 fidelity=mean(code == a["lang"] for a, code in given) if given else None,
-                mean_chars=mean(len((a["answers"] or [""])[-1]) for a, _ in given) if given else None,
+                mean_chars=mean(len((a.get("answers") or [""])[-1]) for a, _ in given) if given else None,
             )
         )
     return rows
+
+
+def _model(row: dict[str, Any]) -> str:
+    """The model a row belongs to, as a short name (an endpoint spec ``openai:NAME@URL`` gives NAME)."""
+    value = str(row.get("model") or "model")
+    kind, sep, rest = value.partition(":")
+    if sep and kind in ("openai", "local", "seq2seq"):
+        value = rest.split("@", 1)[0]
+    return value.rstrip("/").rsplit("/", 1)[-1] if Path(value).is_absolute() else value
+
+
+def _category(row: dict[str, Any]) -> str:
+    return str(row.get("category") or "general")
+
+
+def unmatched(judgements: list[dict[str, Any]], answers: list[dict[str, Any]]) -> int:
+    """Judgements whose answer is not among ``answers`` (they are scored, but have no fidelity or length)."""
+    known = {(_model(a), a["id"]) for a in answers}
+    return sum((_model(j), j["id"]) not in known for j in judgements)
 
 
 def markdown(rows: list[ReportRow], *, pairwise: bool = False) -> str:
@@ -172,8 +191,20 @@ def plot(rows: list[ReportRow], path: str | Path, *, pairwise: bool = False) -> 
     return path
 
 
-def model_index(rows: list[ReportRow], model_name: str, bench: str = "vicuna") -> list[dict[str, Any]]:
-    """The ``model-index`` block: per language, the judge score and the language fidelity."""
+def model_index(
+    rows: list[ReportRow], bench: str = "vicuna", names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The ``model-index`` block: one entry per model, with per language the judge score and fidelity."""
+    return [
+        {
+            "name": (names or {}).get(model, model),
+            "results": _results([r for r in rows if r.model == model], bench),
+        }
+        for model in sorted({r.model for r in rows})
+    ]
+
+
+def _results(rows: list[ReportRow], bench: str) -> list[dict[str, Any]]:
     results = []
     for r in rows:
         if r.category != ALL or r.score is None:
@@ -197,7 +228,7 @@ def model_index(rows: list[ReportRow], model_name: str, bench: str = "vicuna") -
                 "metrics": metrics,
             }
         )
-    return [{"name": model_name, "results": results}]
+    return results
 
 
 def write_report(
@@ -210,13 +241,22 @@ def write_report(
     pairwise = any(j.get("mode") == "pairwise" for j in judgements)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(rows, pairwise=pairwise), encoding="utf-8")
+    table = markdown(rows, pairwise=pairwise)
+    missing = unmatched(judgements, answers)
+    if missing:
+        warning = (
+            f"{missing} judgement(s) have no matching answer in {answers_dir}: no fidelity or length for them"
+        )
+        logger.warning(warning)
+        table = f"**Note:** {warning}.\n\n{table}"
+    (out / "report.md").write_text(table, encoding="utf-8")
     (out / "report.json").write_text(
         json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False), encoding="utf-8"
     )
     plot(rows, out / "report.png", pairwise=pairwise)
-    name = model_name or next((a.get("model") for a in answers if a.get("model")), "model")
-    index = {"model-index": model_index(rows, Path(name).name or name)}
+    models = sorted({r.model for r in rows})
+    names = {models[0]: model_name} if model_name and len(models) == 1 else None
+    index = {"model-index": model_index(rows, names=names)}
     (out / "model_index.yaml").write_text(
         yaml.safe_dump(index, sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
