@@ -15,7 +15,8 @@ process):
 
 A backend turns one :class:`ChatRequest` into one :class:`ChatResult`; :class:`LLMClient` adds
 everything above around any backend. The backends (HTTP, local causal LM, local NLLB/M2M100,
-a Python function) and ``make_backend`` are in :mod:`okapi_hf.data.backends`.
+a Python function) and ``make_backend`` are in :mod:`okapi_hf.data.backends`; the request, answer,
+error and usage types in :mod:`okapi_hf.data.llm_types` (importable from here too).
 
 The API key is read from ``OPENAI_API_KEY`` (or passed), sent only as the ``Authorization`` header,
 and kept out of cache keys, the cache file, log records and error messages.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import json
 import logging
 import random
@@ -33,242 +33,19 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from okapi_hf.errors import ConfigError, DataError, OkapiError
+from okapi_hf.data.llm_types import ChatRequest, ChatResult, LLMError, Price, Usage
+from okapi_hf.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Statuses worth asking again: timeout, conflict, rate limit and every server-side error.
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
-
-
-# --------------------------------------------------------------------------------------------------
-# Requests, results, errors, accounting
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """Everything that decides an answer; two equal requests to one backend share one cache entry.
-
-    ``sample`` exists so that K samplings of one prompt (Okapi ranks 4 responses per instruction) are
-    K distinct requests, and so K cache entries; a backend that samples locally also derives its seed
-    from it. ``meta`` carries backend-specific fields (``src_lang``/``tgt_lang``/``text`` for MT).
-    """
-
-    messages: tuple[dict[str, str], ...]
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    seed: int | None = None
-    sample: int = 0
-    meta: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
-            raise DataError(
-                f"ChatRequest.messages must be a sequence of messages, got {type(self.messages).__name__}"
-            )
-        if not self.messages:
-            raise DataError("ChatRequest.messages is empty; a chat request needs at least one message")
-        messages = []
-        for i, message in enumerate(self.messages):
-            if not isinstance(message, Mapping):
-                raise DataError(f"ChatRequest.messages[{i}] must be a mapping, got {type(message).__name__}")
-            role, content = message.get("role"), message.get("content")
-            if role not in ROLES:
-                raise DataError(
-                    f"ChatRequest.messages[{i}].role is {role!r}; expected one of {', '.join(ROLES)}"
-                )
-            if not isinstance(content, str):
-                raise DataError(
-                    f"ChatRequest.messages[{i}].content must be a string, got {type(content).__name__}"
-                )
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in message.items()):
-                raise DataError(f"ChatRequest.messages[{i}] must map strings to strings")
-            messages.append(dict(message))  # a private copy: later edits by the caller change nothing
-        object.__setattr__(self, "messages", tuple(messages))
-
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
-            raise DataError(f"ChatRequest.temperature must be a number, got {self.temperature!r}")
-        if self.temperature < 0:
-            raise DataError(f"ChatRequest.temperature must be >= 0, got {self.temperature}")
-        # 0 and 0.0 are one request: without this they would be two cache keys.
-        object.__setattr__(self, "temperature", float(self.temperature))
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise DataError(f"ChatRequest.max_tokens must be a positive integer, got {self.max_tokens!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise DataError(f"ChatRequest.seed must be an integer or None, got {self.seed!r}")
-        if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
-            raise DataError(f"ChatRequest.sample must be a non-negative integer, got {self.sample!r}")
-
-        try:
-            meta = dict(self.meta.items()) if isinstance(self.meta, Mapping) else dict(self.meta)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"ChatRequest.meta must be (key, value) pairs or a dict, got {self.meta!r}"
-            ) from None
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-            raise DataError(f"ChatRequest.meta must map strings to strings, got {meta!r}")
-        object.__setattr__(self, "meta", tuple(sorted(meta.items())))  # order never changes the key
-
-    @classmethod
-    def chat(cls, messages: Sequence[Mapping[str, str]], **kw: Any) -> ChatRequest:
-        """Build from lists and dicts (``meta`` may be a dict): the convenient way to write one."""
-        meta = kw.pop("meta", ())
-        if isinstance(meta, Mapping):
-            meta = tuple(meta.items())
-        return cls(messages=tuple(messages), meta=tuple(meta), **kw)
-
-    @classmethod
-    def user(cls, content: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
-        """A one-turn request: an optional system message and one user message."""
-        messages = [{"role": "system", "content": system}] if system is not None else []
-        messages.append({"role": "user", "content": content})
-        return cls.chat(messages, **kw)
-
-    @property
-    def meta_dict(self) -> dict[str, str]:
-        return dict(self.meta)
-
-    def last_user_message(self) -> str:
-        """The content of the last user turn (what single-instruction backends answer)."""
-        for message in reversed(self.messages):
-            if message["role"] == "user":
-                return message["content"]
-        raise DataError("ChatRequest has no user message")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "messages": [dict(m) for m in self.messages],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "sample": self.sample,
-            "meta": [list(kv) for kv in self.meta],
-        }
-
-    def key(self, backend_id: str) -> str:
-        """sha256 of the canonical JSON of every field plus the backend's identity (never a secret)."""
-        payload = {"backend": backend_id, **self.to_dict()}
-        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-    def __hash__(self) -> int:  # messages are dicts, so the generated hash would fail
-        return hash(self.key(""))
-
-
-@dataclass
-class ChatResult:
-    """One answer; ``cached`` is True when it came from the cache and no request was sent."""
-
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False
-    finish_reason: str | None = None
-
-
-class LLMError(OkapiError):
-    """A request that failed: for good (after retries, or a non-retryable 4xx), or one retryable attempt.
-
-    The message names the endpoint, the HTTP status (when there is one) and the server's error text;
-    never the API key. ``retryable`` tells the client whether asking again may help.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str | None = None,
-        status: int | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.attempts = attempts
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens, input and output (what providers publish)."""
-
-    input_per_million: float
-    output_per_million: float
-
-    def __post_init__(self) -> None:
-        if self.input_per_million < 0 or self.output_per_million < 0:
-            raise ConfigError(f"prices must be >= 0, got {self.input_per_million}/{self.output_per_million}")
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
-
-
-@dataclass
-class Usage:
-    """Live counters of one client.
-
-    ``requests`` are answers received from the backend (each one paid for); ``retries`` are attempts
-    that failed and were tried again; ``failures`` are requests given up on; so the backend saw
-    ``requests + retries + failures`` attempts. ``cache_hits`` sent nothing. Tokens and ``cost`` count
-    received answers only (cache hits are free). ``seconds`` is the summed latency of received answers
-    (it exceeds wall time under concurrency; ``seconds / requests`` is the mean latency).
-    """
-
-    requests: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    cost: float | None = None
-
-    @property
-    def attempts(self) -> int:
-        return self.requests + self.retries + self.failures
-
-    def postfix(self) -> dict[str, str]:
-        """Short fields for ``tqdm.set_postfix``."""
-        out = {"req": str(self.requests), "hits": str(self.cache_hits)}
-        if self.retries:
-            out["retry"] = str(self.retries)
-        if self.failures:
-            out["fail"] = str(self.failures)
-        out["tok"] = _short_count(self.prompt_tokens + self.completion_tokens)
-        if self.cost is not None:
-            out["cost"] = f"${self.cost:.4f}"
-        return out
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.requests:,} requests ({self.retries:,} retries, {self.failures:,} failed)",
-            f"{self.cache_hits:,} cache hits",
-            f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
-        ]
-        if self.cost is not None:
-            parts.append(f"${self.cost:.4f}")
-        if self.requests:
-            parts.append(f"mean latency {self.seconds / self.requests:.2f} s")
-        return ", ".join(parts)
-
-
-def _short_count(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 10_000:
-        return f"{n / 1e3:.0f}k"
-    return str(n)
 
 
 # --------------------------------------------------------------------------------------------------
