@@ -35,6 +35,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc: subprocess.Popen, timeout: float) -> None:
+    """Terminate a server, and kill it if it does not go within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextmanager
 def run_space(app: Path, env: dict[str, str], timeout: float = 180) -> Iterator[str]:
     """Start ``python app.py`` on 127.0.0.1 with ``env`` added; yield its URL once it answers."""
@@ -73,11 +82,7 @@ def run_space(app: Path, env: dict[str, str], timeout: float = 180) -> Iterator[
                 time.sleep(0.5)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc, timeout=20)
 
 
 @contextmanager
@@ -122,8 +127,4 @@ def transformers_serve(model: Path, *, sample: bool, timeout: float = 120) -> It
                 time.sleep(0.5)
         yield f"openai:{model}@{url}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc, timeout=30)

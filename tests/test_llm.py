@@ -9,14 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -704,62 +700,20 @@ def test_language_code_tables():
 # -- a real OpenAI-compatible server -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_chat(url: str, model: str, proc: subprocess.Popen, deadline: float) -> None:
-    """Poll with a real chat request (its /v1/models needs the Hub) until the server answers."""
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"transformers serve exited with {proc.returncode}")
-        request = urllib.request.Request(
-            f"{url}/chat/completions", body.encode(), {"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    raise AssertionError("transformers serve did not answer in time")
-
-
 @pytest.mark.slow
-def test_against_transformers_serve(tiny_llama, tmp_path):
+def test_against_transformers_serve(greedy_server, tmp_path):
     """OpenAIBackend + LLMClient against `transformers serve`; greedy answers match LocalBackend's."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    log = (tmp_path / "serve.log").open("w")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_llama)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for_chat(url, str(tiny_llama), proc, time.monotonic() + 180)
-        requests = [ChatRequest.user(f"Question {i}: what is {i} + {i}?", max_tokens=8) for i in range(4)]
-        client = LLMClient(OpenAIBackend(url, str(tiny_llama)), concurrency=4, cache=tmp_path / "c.db")
-        results = client.complete_all(requests, progress=False)
-        assert client.usage.requests == 4 and client.usage.failures == 0
-        assert all(
-            isinstance(r.text, str) and r.completion_tokens > 0 and r.prompt_tokens > 0 for r in results
-        )
-        local = LLMClient(LocalBackend(tiny_llama)).complete_all(requests, progress=False)
-        assert [r.text for r in results] == [r.text for r in local]
-        assert [r.prompt_tokens for r in results] == [r.prompt_tokens for r in local]
-        again = client.complete_all(requests, progress=False)
-        assert all(r.cached for r in again) and client.usage.requests == 4
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    model, url = greedy_server.removeprefix("openai:").split("@", 1)
+    requests = [ChatRequest.user(f"Question {i}: what is {i} + {i}?", max_tokens=8) for i in range(4)]
+    client = LLMClient(OpenAIBackend(url, model), concurrency=4, cache=tmp_path / "c.db")
+    results = client.complete_all(requests, progress=False)
+    assert client.usage.requests == 4 and client.usage.failures == 0
+    assert all(isinstance(r.text, str) and r.completion_tokens > 0 and r.prompt_tokens > 0 for r in results)
+    local = LLMClient(LocalBackend(model)).complete_all(requests, progress=False)
+    assert [r.text for r in results] == [r.text for r in local]
+    assert [r.prompt_tokens for r in results] == [r.prompt_tokens for r in local]
+    again = client.complete_all(requests, progress=False)
+    assert all(r.cached for r in again) and client.usage.requests == 4
 
 
 def _tiny_m2m100(tokenizer, d_model: int):

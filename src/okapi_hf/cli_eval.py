@@ -66,7 +66,9 @@ def _eval_judge(args: argparse.Namespace) -> None:
         raise OkapiError(
             "name the judge: --judge-backend SPEC, or --judge-model NAME (with --judge-endpoint URL)"
         )
-    files = sorted(p for p in Path(args.answers).glob("*.jsonl") if ".rejected" not in p.name)
+    from okapi_hf.data.runner import output_files
+
+    files = output_files(args.answers)
     if not files:
         raise OkapiError(f"no <lang>.jsonl answers in {args.answers}: run `okapi-hf eval generate` first")
     failed = 0

@@ -22,22 +22,31 @@ from okapi_hf.languages import get_language
 _RANKING = re.compile(r"ranking\s*:\s*\[\[([^\[\]]*)\]\]", re.IGNORECASE)
 
 
+class RankingError(ValueError):
+    """A judge's text without a usable ranking; ``kind`` is the short, countable reason."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 def parse_ranking(text: str, k: int) -> list[int]:
-    """The 1-based response numbers, best first, from the judge's text; ValueError says what is wrong.
+    """The 1-based response numbers, best first, from the judge's text; :class:`RankingError` if none.
 
     Exactly one ``Ranking: [[...]]`` line, holding each number from 1 to ``k`` exactly once.
     """
     found = _RANKING.findall(text)
     if not found:
-        raise ValueError("no 'Ranking: [[...]]' line")
+        raise RankingError("no 'Ranking: [[...]]' line", "no ranking line")
     if len(set(found)) > 1:
-        raise ValueError(f"{len(found)} different ranking lines")
+        raise RankingError(f"{len(found)} different ranking lines", "several ranking lines")
     parts = [p.strip() for p in found[0].split(",")]
+    wrong = "not a permutation of the response numbers"
     if not all(p.isdigit() for p in parts):
-        raise ValueError(f"the ranking [[{found[0]}]] is not a list of response numbers")
+        raise RankingError(f"the ranking [[{found[0]}]] is not a list of response numbers", wrong)
     numbers = [int(p) for p in parts]
     if sorted(numbers) != list(range(1, k + 1)):
-        raise ValueError(f"the ranking {numbers} does not list each of 1..{k} once")
+        raise RankingError(f"the ranking {numbers} does not list each of 1..{k} once", wrong)
     return numbers
 
 
@@ -74,7 +83,7 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
         judgement = await client.complete(ChatRequest.chat(messages, max_tokens=max_tokens))
         try:
             order = parse_ranking(judgement.text, k)
-        except ValueError as first:
+        except RankingError as first:
             messages += [
                 {"role": "assistant", "content": judgement.text},
                 {"role": "user", "content": render("rank_retry", prompts_dir, problem=str(first), **fields)},
@@ -82,8 +91,8 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
             retry = await client.complete(ChatRequest.chat(messages, max_tokens=64))
             try:
                 order = parse_ranking(retry.text, k)
-            except ValueError:
-                raise RowRejected(f"unparsable ranking after a retry ({_kind(first)})") from None
+            except RankingError:
+                raise RowRejected(f"unparsable ranking after a retry ({first.kind})") from None
         best_first = [shown[n - 1] for n in order]  # back from the judge's numbering to the row's
         ranked = {
             "id": row["id"],
@@ -97,13 +106,3 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
         return ranked
 
     return work
-
-
-def _kind(error: ValueError) -> str:
-    """A short, countable form of a parse error (without the row's own numbers)."""
-    text = str(error)
-    if text.startswith("no "):
-        return "no ranking line"
-    if "different ranking lines" in text:
-        return "several ranking lines"
-    return "not a permutation of the response numbers"

@@ -151,6 +151,12 @@ def rejected_path(out: Path) -> Path:
     return out.with_name(f"{out.name.removesuffix('.jsonl')}.rejected.jsonl")
 
 
+def output_files(folder: str | Path) -> list[Path]:
+    """The ``<lang>.jsonl`` outputs in ``folder``: not rejections, not unmerged shards."""
+    files = Path(folder).glob("*.jsonl")
+    return sorted(p for p in files if not p.name.endswith(".rejected.jsonl") and ".shard-" not in p.name)
+
+
 def done_marker(out: Path) -> Path:
     return out.with_name(f"{out.name.removesuffix('.jsonl')}.done.json")
 

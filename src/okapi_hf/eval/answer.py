@@ -131,16 +131,12 @@ def answer_with_endpoint(
     progress: bool = True,
 ) -> int:
     """Answer through an OpenAI-compatible endpoint (or any backend spec); return the number of new rows."""
-    from okapi_hf.data.backends import make_backend
+    from okapi_hf.data.create import make_client
     from okapi_hf.data.llm import ChatRequest, LLMClient
 
     written = 0
     for lang, todo in _todo_by_lang(questions, out).items():
-        client = LLMClient(
-            make_backend(backend),
-            concurrency=concurrency,
-            cache=cache or Path(out) / ".okapi_llm_cache.sqlite",
-        )
+        client = make_client(backend, out, cache=cache, concurrency=concurrency)
 
         async def work(question: dict[str, Any], client: LLMClient = client) -> dict[str, Any]:
             answers: list[str] = []

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from okapi_hf.data.runner import read_done
+from okapi_hf.data.runner import output_files, read_done
 from okapi_hf.errors import DataError
 from okapi_hf.languages import get_language
 
@@ -264,9 +264,7 @@ def write_report(
 
 
 def _read_folder(folder: str | Path, what: str) -> list[dict[str, Any]]:
-    files = sorted(
-        p for p in Path(folder).glob("*.jsonl") if ".rejected" not in p.name and ".shard-" not in p.name
-    )
+    files = output_files(folder)
     if not files:
         raise DataError(f"no {what} in {folder}: expected <lang>.jsonl files written by `okapi-hf eval`")
     rows = [row for path in files for row in read_done(path)]
