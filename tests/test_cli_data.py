@@ -1,6 +1,8 @@
 """The data commands end to end, the way the README shows them."""
 
+import json
 import socket
+import time
 
 import datasets
 import pytest
@@ -161,3 +163,116 @@ def test_sample_counts_must_not_be_negative(tmp_path, capsys):
         main(["data", "sample", "--out", str(tmp_path), "--n-sft", "-1"])
     assert exit_.value.code == 2
     assert "expected a count of zero or more, got '-1'" in capsys.readouterr().err
+
+
+# -- the LLM steps' --max-tokens, --temperature, --top-p, --timeout -------------------------------------
+
+STEPS = ("generate", "translate", "respond", "rank", "taco")
+
+
+def _rank_args(tmp_path, url: str) -> list[str]:
+    rows = tmp_path / "responses.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "lang": "vi", "instruction": f"q{i}", "responses": ["a", "b"]}) + "\n"
+            for i in range(2)
+        )
+    )
+    return ["data", "rank", "--input", str(rows), "--backend", f"openai:judge@{url}"]
+
+
+def _judge(messages):
+    return "Ranking: [[2, 1]]" if "Now rank" in messages[-1]["content"] else "Instruction: ..."
+
+
+def test_sampling_flags_reach_every_request_body(tmp_path, capsys):
+    from okapi_hf.data.fake_llm import FakeLLMServer
+
+    with FakeLLMServer(_judge) as server:
+        argv = _rank_args(tmp_path, server.url)
+        assert main([*argv, "--out", str(tmp_path / "default")]) == 0
+        assert {(b["max_tokens"], b["temperature"], "top_p" in b) for b in server.requests} == {
+            (2048, 0.0, False)
+        }
+        server.reset()
+        flags = ["--max-tokens", "77", "--temperature", "0.3", "--top-p", "0.9", "--timeout", "30"]
+        assert main([*argv, "--out", str(tmp_path / "given"), *flags]) == 0
+        assert len(server.requests) == 4
+        assert {(b["max_tokens"], b["temperature"], b["top_p"]) for b in server.requests} == {(77, 0.3, 0.9)}
+    assert "rank vi: 2 row(s) written" in capsys.readouterr().out
+
+
+def test_the_timeout_flag_bounds_each_attempt(tmp_path, capsys):
+    from okapi_hf.data.fake_llm import FakeLLMServer
+
+    hang = 8.0  # the first attempt of each row answers only after this
+    with FakeLLMServer(_judge, failures=["timeout", "timeout"], hang=hang) as server:
+        argv = [*_rank_args(tmp_path, server.url), "--out", str(tmp_path / "o"), "--timeout", "0.3"]
+        started = time.monotonic()
+        assert main(argv) == 0
+        assert time.monotonic() - started < hang / 2  # given up on after 0.3 s, then asked again
+        assert server.count == 2 + 4
+    assert "(2 retries, 0 failed)" in capsys.readouterr().out
+
+
+BAD_VALUES = [
+    ("--max-tokens", "0", "expected a whole number of 1 or more, got '0'"),
+    ("--max-tokens", "-5", "expected a whole number of 1 or more, got '-5'"),
+    ("--max-tokens", "1.5", "expected a whole number of 1 or more, got '1.5'"),
+    ("--timeout", "0", "expected a number of seconds above 0, got '0'"),
+    ("--timeout", "-1", "expected a number of seconds above 0, got '-1'"),
+    ("--temperature", "-0.1", "expected a number of 0 or more, got '-0.1'"),
+    ("--temperature", "inf", "expected a number of 0 or more, got 'inf'"),
+    ("--top-p", "0", "expected a number above 0 and at most 1, got '0'"),
+    ("--top-p", "1.01", "expected a number above 0 and at most 1, got '1.01'"),
+    ("--top-p", "nan", "expected a number above 0 and at most 1, got 'nan'"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), BAD_VALUES)
+@pytest.mark.parametrize("step", STEPS)
+def test_bad_sampling_values_exit_2_with_one_line_naming_the_option(step, flag, value, message, capsys):
+    argv = ["data", step, "--backend", "openai:m", "--out", "o", flag, value]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f"okapi-hf data {step}: error: argument {flag}: {message}"
+    ]
+    assert "Traceback" not in err
+
+
+def _help(step: str, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(["data", step, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_each_steps_own_defaults(capsys):
+    """The numbers in --help are the steps' own constants (written out so that --help stays fast)."""
+    import inspect
+
+    from okapi_hf.cli_data import DEFAULT_TIMEOUT
+    from okapi_hf.data import generate, rank, respond, taco, translate
+    from okapi_hf.data.create import make_client
+
+    expected = {
+        "generate": (f"(default: {generate.MAX_TOKENS})", f"(default: {generate.TEMPERATURE:.1f},"),
+        "translate": (
+            f"(default: {translate.MAX_TOKENS})",
+            f"(default: {translate.TEMPERATURE:g}, greedy; the one retry",
+            f"else at {translate.RETRY_TEMPERATURE:g})",
+        ),
+        "respond": (f"(default: {respond.MAX_TOKENS})", f"(default: {respond.TEMPERATURE:g},"),
+        "rank": (
+            f"(default: {rank.MAX_TOKENS}, and {rank.RETRY_MAX_TOKENS} for the retry",
+            f"(default: {rank.TEMPERATURE:g}, greedy;",
+        ),
+        "taco": (f"(default: {taco.MAX_TOKENS})", f"(default: {taco.TEMPERATURE:g}, greedy;"),
+    }
+    assert inspect.signature(make_client).parameters["timeout"].default == DEFAULT_TIMEOUT
+    for step, phrases in expected.items():
+        text = _help(step, capsys)
+        for phrase in (*phrases, f"(default: {DEFAULT_TIMEOUT:g})", "(default: not set"):
+            assert phrase in text, (step, phrase)

@@ -11,6 +11,7 @@ import pytest
 from okapi_hf.data.backends import FunctionBackend
 from okapi_hf.data.generate import Pool, generate_tasks, parse_tasks, rouge_l, why_unsuitable
 from okapi_hf.data.llm import LLMClient
+from okapi_hf.data.llm_types import Sampling
 from okapi_hf.data.rank import make_rank, parse_ranking
 from okapi_hf.data.respond import make_respond
 from okapi_hf.data.runner import RowRejected
@@ -306,3 +307,69 @@ def test_text_with_nothing_to_translate_is_kept_and_a_retry_samples():
     )
     assert out["input"] == "42, https://x.org"  # only a number and a link: not sent
     assert [(r.sample, r.temperature) for r in client.sent] == [(0, 0.0), (1, 0.7)]
+
+
+# -- --max-tokens, --temperature, --top-p ---------------------------------------------------------------
+
+
+def _sampled(requests) -> set[tuple]:
+    return {(r.temperature, r.top_p, r.max_tokens) for r in requests}
+
+
+def test_a_translate_retry_samples_unless_a_temperature_above_zero_is_given():
+    def lost_then_kept(r):
+        return f"{VI} {_markers(r)}" if r.sample else "lost"
+
+    row = {"id": "a", "instruction": "Add 2 and 3."}
+    cases = {
+        None: [(0.0, None, 1024), (0.7, None, 1024)],  # the step's own: greedy, then a sampled retry
+        Sampling(temperature=0.0, max_tokens=99): [(0.0, None, 99), (0.7, None, 99)],  # 0 would repeat
+        Sampling(temperature=0.4, top_p=0.5, max_tokens=99): [(0.4, 0.5, 99), (0.4, 0.5, 99)],
+    }
+    for sampling, expected in cases.items():
+        client = _client(lost_then_kept)
+        kw = {} if sampling is None else {"sampling": sampling}
+        _run(make_translate("vi", client, **kw)(row))
+        assert [(r.temperature, r.top_p, r.max_tokens) for r in client.sent] == expected
+
+
+def test_a_rank_retry_gets_64_tokens_unless_max_tokens_is_given():
+    def judge(request):
+        return "translation" if len(request.messages) == 1 else "no ranking here"
+
+    client = _client(judge)
+    with pytest.raises(RowRejected):
+        _run(make_rank(client)(ROW))
+    assert [(r.temperature, r.top_p, r.max_tokens) for r in client.sent] == [
+        (0.0, None, 2048),
+        (0.0, None, 2048),
+        (0.0, None, 64),
+    ]
+    client = _client(judge)
+    with pytest.raises(RowRejected):
+        _run(make_rank(client, sampling=Sampling(temperature=0.2, top_p=0.9, max_tokens=300))(ROW))
+    assert _sampled(client.sent) == {(0.2, 0.9, 300)} and len(client.sent) == 3
+
+
+def test_respond_generate_and_taco_requests_carry_the_given_sampling():
+    from okapi_hf.data.generate import generate_request
+    from okapi_hf.data.taco import taco_record
+
+    given = Sampling(temperature=0.25, top_p=0.8, max_tokens=40)
+    client = _client(lambda r: f"{VI} {r.sample}")
+    _run(make_respond([client], samples=2)({"id": "x", "lang": "vi", "instruction": "Chào"}))
+    _run(make_respond([client], samples=2, sampling=given)({"id": "x", "lang": "vi", "instruction": "Chào"}))
+    assert [(r.temperature, r.top_p, r.max_tokens) for r in client.sent] == [(0.7, None, 512)] * 2 + [
+        (0.25, 0.8, 40)
+    ] * 2
+
+    assert _sampled([generate_request(SEEDS, 0)]) == {(1.0, None, 2048)}
+    assert _sampled([generate_request(SEEDS, 0, sampling=given)]) == {(0.25, 0.8, 40)}
+
+    client = _client(lambda r: "Please add two and three." if r.meta_dict["tgt_lang"] == "en" else "?")
+    row = {"id": "vi-1", "lang": "vi", "instruction": "Hãy cộng hai với ba.", "input": "", "output": VI}
+    _run(taco_record(row, client, lang="vi"))
+    assert _sampled(client.sent) == {(0.0, None, 1024)}
+    client.sent.clear()
+    _run(taco_record(row, client, lang="vi", sampling=given))
+    assert _sampled(client.sent) == {(0.25, 0.8, 40)} and len(client.sent) == 2

@@ -258,7 +258,17 @@ def _run(tiny, built, arch, *overrides, run="t", model=True):
     ("arch", "lora"),
     [
         ("bloom", []),
-        ("llama", ["use_peft=true", "lora_r=8", "lora_alpha=16", "lora_target_modules=q_proj,v_proj"]),
+        # merge_lora: the policy is written merged (LoRA stages save adapters unless asked)
+        (
+            "llama",
+            [
+                "use_peft=true",
+                "lora_r=8",
+                "lora_alpha=16",
+                "lora_target_modules=q_proj,v_proj",
+                "merge_lora=true",
+            ],
+        ),
     ],
 )
 def test_train_dpo_learns_the_rankings_and_writes_a_loadable_policy(

@@ -76,6 +76,55 @@ def test_request_key_covers_every_field_and_backend():
     assert two.meta == (("a", "1"), ("b", "2")) and two.meta_dict == {"a": "1", "b": "2"}
 
 
+def test_top_p_is_in_the_key_only_when_set():
+    """Caches written before top_p existed keep their keys; a request that sets it is another request."""
+    import hashlib
+
+    request = ChatRequest.user("hi", temperature=0.7)
+    before_top_p = {
+        "backend": "b",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.7,
+        "max_tokens": 1024,
+        "seed": None,
+        "sample": 0,
+        "meta": [],
+    }
+    canonical = json.dumps(before_top_p, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert request.key("b") == hashlib.sha256(canonical.encode()).hexdigest()
+    nucleus = ChatRequest.user("hi", temperature=0.7, top_p=0.9)
+    assert nucleus.key("b") != request.key("b") and nucleus != request
+    assert nucleus.key("b") != ChatRequest.user("hi", temperature=0.7, top_p=0.8).key("b")
+    assert ChatRequest.user("hi", top_p=1).key("b") == ChatRequest.user("hi", top_p=1.0).key("b")
+    assert nucleus.to_dict()["top_p"] == 0.9 and "top_p" not in request.to_dict()
+
+
+def test_sampling_overrides_only_what_is_given():
+    from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
+
+    assert STEP_DEFAULTS.fields(temperature=0.7, max_tokens=512) == {
+        "temperature": 0.7,
+        "max_tokens": 512,
+        "top_p": None,
+    }
+    given = Sampling(temperature=0.0, top_p=0.5, max_tokens=7)
+    assert given.fields(temperature=0.7, max_tokens=512) == {
+        "temperature": 0.0,
+        "max_tokens": 7,
+        "top_p": 0.5,
+    }
+    assert Sampling(top_p=0.5).given() == {"top_p": 0.5} and STEP_DEFAULTS.given() == {}
+    for bad, name in (
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.01}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 2.5}, "max_tokens"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            Sampling(**bad)
+
+
 def test_request_copies_messages():
     messages = [{"role": "user", "content": "hi"}]
     request = ChatRequest.chat(messages)
@@ -96,6 +145,10 @@ def test_request_copies_messages():
         ({"messages": ({"role": "user", "content": "x"},), "sample": -1}, "sample"),
         ({"messages": ({"role": "user", "content": "x"},), "meta": (("a", 1),)}, "meta"),
         ({"messages": ({"role": "user", "content": "x"},), "meta": ("abc",)}, "meta"),
+        ({"messages": ({"role": "user", "content": "x"},), "top_p": 0}, "top_p"),
+        ({"messages": ({"role": "user", "content": "x"},), "top_p": 1.5}, "top_p"),
+        ({"messages": ({"role": "user", "content": "x"},), "top_p": "0.9"}, "top_p"),
+        ({"messages": ({"role": "user", "content": "x"},), "top_p": True}, "top_p"),
     ],
 )
 def test_request_rejects_bad_fields(kwargs, expected):
@@ -416,6 +469,11 @@ def test_request_body_sent_to_the_endpoint():
         ]
         == 33
     )
+    with FakeLLMServer() as server:
+        client_for(server).complete_all(
+            [ChatRequest.user("hello", temperature=1.0, top_p=0.25)], progress=False
+        )
+    assert server.requests[0]["top_p"] == 0.25 and server.requests[0]["temperature"] == 1.0
 
 
 # -- FunctionBackend -----------------------------------------------------------------------------------
@@ -563,6 +621,19 @@ def test_local_backend_sampling_is_seeded_by_seed_and_sample(tiny_llama):
         [ChatRequest.user("Tell me a story.", max_tokens=16)], progress=False
     )
     assert greedy[0].text not in {text(seed=1, sample=k) for k in range(2)}
+
+
+def test_local_backend_samples_within_top_p(tiny_llama):
+    backend = LocalBackend(tiny_llama)
+
+    def text(**kw) -> str:
+        request = ChatRequest.user("Tell me a story.", max_tokens=16, **kw)
+        return LLMClient(backend).complete_all([request], progress=False)[0].text
+
+    greedy = text()
+    # a random model at T=1 samples freely; with a nucleus too small for a second token it is greedy
+    assert {text(temperature=1.0, seed=s) for s in range(3)} != {greedy}
+    assert {text(temperature=1.0, seed=s, top_p=1e-6) for s in range(3)} == {greedy}
 
 
 def test_local_backend_without_chat_template_uses_okapi_prompt(tiny_llama):

@@ -6,25 +6,27 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from okapi_hf.cli import main
 from okapi_hf.data.sample import SAMPLE_LANGS
+from okapi_hf.errors import OkapiError
+from okapi_hf.quickstart import DEFAULT_MODEL, plan
 
 
 @pytest.mark.slow
-def test_quickstart_runs_every_stage(tmp_path, capsys):
+def test_quickstart_tiny_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--lang", "ru"]) == 0
+    assert main(["quickstart", "--tiny", "--out", str(out), "--lang", "ru"]) == 0
     printed = capsys.readouterr().out
     assert "quickstart done in" in printed
     for stage in (
         "sample data",
         "build dataset",
         "load every config",
-        "tiny models",
+        "model",
         "okapi prompt",
         "sft",
         "reward model",
         "ppo",
+        "side by side",
         "okapi eval",
-        "chat",
     ):
         assert stage in printed
     assert f"{3 * len(SAMPLE_LANGS)} configs" in printed
@@ -39,14 +41,34 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
     for stage in ("sft", "rm", "rl"):
         assert f"saved to {runs / stage}" in printed
         assert (runs / stage / "model.safetensors").is_file() and (runs / stage / "README.md").is_file()
+    assert "(tiny recipe)" in printed
     # the stages chained: rm started from the SFT output, PPO from SFT with that reward model
     assert "runs/pipeline/sft" in (rm / "README.md").read_text()
     rl_card = (runs / "rl" / "README.md").read_text()
     assert "runs/pipeline/sft" in rl_card and "runs/pipeline/rm" in rl_card
-    results = json.loads((out / "eval" / "results.json").read_text())["results"]
-    assert 0.0 <= results["okapi_arc_ru"]["acc,none"] <= 1.0
-    assert "okapi_arc_ru acc" in printed
-    assert "user: " in printed and "\nassistant: " in printed
+    # side by side: three models on the same held-out prompts, each reply measured
+    replies = [json.loads(line) for line in (out / "side_by_side.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in replies] == ["base"] * 3 + ["sft"] * 3 + ["rl"] * 3
+    assert len({r["id"] for r in replies}) == 3 and all(isinstance(r["reward"], float) for r in replies)
+    assert "| model | exact answer | in Russian | mean reward |" in printed
+    for name in ("base", "sft", "rl"):
+        results = json.loads((out / "eval" / name / "results.json").read_text())["results"]
+        assert 0.0 <= results["okapi_arc_ru"]["acc,none"] <= 1.0
+    assert "sample rankings as 3-way multiple choice, not the real ARC" in printed
+    assert "nothing is learned" in printed
+    report = (out / "quickstart.md").read_text()
+    assert (
+        "## Side by side on held-out prompts" in report and (out / "quickstart.png").stat().st_size > 10_000
+    )
+
+
+def test_quickstart_defaults_to_a_real_model_and_its_recipe():
+    real = plan("vi", None, tiny=False)
+    assert real.model == DEFAULT_MODEL == "gemma-3-270m" and real.recipe == "small"
+    assert plan("vi", "/some/model.gguf", tiny=False).recipe == "small"
+    assert plan("vi", None, tiny=True).recipe == "tiny"
+    with pytest.raises(OkapiError, match="--tiny trains tiny random models; drop --model"):
+        plan("vi", "gemma-3-270m", tiny=True)
 
 
 def test_quickstart_rejects_a_language_without_sample_text(tmp_path, capsys):

@@ -312,6 +312,6 @@ def test_two_processes_give_the_loss_curve_of_one(tiny, built, tmp_path):
         ]
     assert len(curves["one"]) == 4  # 8 rows, 4 per step, 2 epochs
     assert curves["two"] == pytest.approx(curves["one"], abs=1e-5)
-    assert len(evals["one"]) == 2  # after each epoch
+    assert len(evals["one"]) == 3  # after each epoch, then the stage's final evaluation
     for two, one in zip(evals["two"], evals["one"], strict=True):
         assert two == pytest.approx(one, abs=1e-5)

@@ -391,7 +391,7 @@ def test_a_missing_model_names_model(env, tmp_path):
     [
         (["not_a_field=3"], "tiny", "not_a_field"),
         (["loss_on=prompt"], "tiny", "invalid choice"),
-        ([], "nonesuch", "bloom-7b1, llama-7b, taco, tiny"),
+        ([], "nonesuch", "bloom-7b1, llama-7b, small, taco, tiny"),
     ],
 )
 def test_unknown_recipe_keys_and_names_are_okapi_errors(env, tmp_path, overrides, recipe, message):

@@ -172,7 +172,7 @@ def test_setup_problems_give_a_page_not_a_crash(tmp_path):
     assert "no model configured" in text and MODEL_ENV in text
     missing = tmp_path / "no-such-model"
     text = markdown_texts(build_demo(str(missing)))
-    assert "could not be loaded" in text and f"model path {str(missing)!r} does not exist" in text
+    assert "could not be loaded" in text and f"model path {missing} does not exist" in text
     text = markdown_texts(demo_from_env({MODEL_ENV: str(missing), CONCURRENCY_ENV: "two"}))
     assert "misconfigured" in text and f"{CONCURRENCY_ENV} must be a whole number, got 'two'" in text
 

@@ -32,6 +32,7 @@ from okapi_hf.data.taco import (
     taco_record,
 )
 from okapi_hf.errors import ConfigError, DataError, OkapiError, UnknownLanguageError
+from okapi_hf.models import load_model
 from okapi_hf.prompts import extract_response, format_prompt
 from okapi_hf.testing import CPU_TRAINING_ARGS, make_tiny_model
 from okapi_hf.train import run_sft
@@ -562,9 +563,12 @@ def test_the_taco_recipe_trains_general_rows_before_taco_rows(curriculum, tmp_pa
     assert config["OkapiSFTConfig"]["curriculum_datasets"] == [curriculum["taco"]]
     assert config["ModelConfig"]["lora_r"] == 32
     assert "then `" + curriculum["taco"] + "`" in (out / "README.md").read_text()
-    # LoRA trained q/k/v/o only, and was merged into a plain model
+    # LoRA trained q/k/v/o only; the stage saved the adapter (as TaCo released one), naming its base
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(Path(curriculum["model"]).resolve())
     before = AutoModelForCausalLM.from_pretrained(curriculum["model"]).state_dict()
-    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    after = load_model(out).state_dict()  # the adapter merged into its base
     assert before.keys() == after.keys()
     changed = {name.rsplit(".", 2)[-2] for name in before if not torch.equal(before[name], after[name])}
     assert changed == {"q_proj", "k_proj", "v_proj", "o_proj"}

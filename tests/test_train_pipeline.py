@@ -122,3 +122,19 @@ def test_the_okapi_recipe_of_each_stage():
         assert recipe_file(stage, "tiny") == RECIPES_DIR / stage / "tiny.yaml"
     with pytest.raises(OkapiError, match="no rm recipe named 'bloom-7b1'"):
         recipe_file("rm", "bloom-7b1")  # the alias belongs to the sft stage alone
+
+
+def test_every_shipped_recipe_says_what_it_was_tuned_for():
+    import yaml
+
+    recipes = sorted(RECIPES_DIR.glob("*/*.yaml"))
+    stage_recipes = [p for p in recipes if p.parent.name != "accelerate"]
+    assert len(stage_recipes) >= 16
+    for path in stage_recipes:
+        values = yaml.safe_load(path.read_text())
+        assert len(values.get("tuned_for") or "") > 20, path
+        if path.stem.startswith("tiny"):  # the smoke-test settings refuse real models
+            assert values["max_model_parameters"] <= 10_000_000, path
+    readme = (RECIPES_DIR / "README.md").read_text()
+    for path in stage_recipes:
+        assert f"`{path.stem}`" in readme, f"{path} is not in recipes/README.md"

@@ -16,6 +16,7 @@ from okapi_hf.cli import main
 from okapi_hf.data.build import build_dataset
 from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.errors import OkapiError
+from okapi_hf.models import load_model
 from okapi_hf.prompts import format_prompt
 from okapi_hf.testing import make_tiny_model
 from okapi_hf.train.recipes import parse_stage_args, recipe_file
@@ -133,15 +134,33 @@ def test_a_mixture_trains_on_every_language(env, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_lora_trains_and_saves_a_merged_model(env, tmp_path, monkeypatch):
+def test_lora_saves_an_adapter_that_loads_merged(env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # the tiny recipe freezes layers; with LoRA that setting is dropped, since LoRA picks what trains
     overrides = ["use_peft=true", "lora_r=4", "lora_target_modules=q_proj,v_proj"]
     small = ["max_steps=1", "per_device_train_batch_size=2", "eval_strategy=no"]
     assert _train(env, "llama", "--lang", "vi", *small, *overrides) == 0
     out = tmp_path / "runs" / "t" / "rm"
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(env["models"]["llama"].resolve())
+    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"]
+    model = load_model(out, AutoModelForSequenceClassification, num_labels=1)
+    base = load_file(env["models"]["llama"] / "model.safetensors")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(model.state_dict()[key], base[key])  # the trained adapter, merged on loading
+    assert "LoRA adapter" in (out / "README.md").read_text()
+    assert len(_logged_losses(out)) == 1
+
+
+@pytest.mark.slow
+def test_lora_with_merge_lora_saves_a_plain_model(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overrides = ["use_peft=true", "lora_r=4", "lora_target_modules=q_proj,v_proj", "merge_lora=true"]
+    small = ["max_steps=1", "per_device_train_batch_size=2", "eval_strategy=no"]
+    assert _train(env, "llama", "--lang", "vi", *small, *overrides) == 0
+    out = tmp_path / "runs" / "t" / "rm"
     assert not (out / "adapter_config.json").exists()
-    assert not (out / "adapter_model.safetensors").exists()
     saved = load_file(out / "model.safetensors")
     assert not any("lora" in key or "base_layer" in key for key in saved)
     model, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
@@ -149,7 +168,6 @@ def test_lora_trains_and_saves_a_merged_model(env, tmp_path, monkeypatch):
     base = load_file(env["models"]["llama"] / "model.safetensors")
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(model.state_dict()[key], base[key])  # the trained adapter was merged in
-    assert len(_logged_losses(out)) == 1
 
 
 def test_lora_target_modules_override_takes_a_list():

@@ -130,12 +130,14 @@ def render_model_card(
     pipeline_tag: str | None = None,
     eval_results: list[EvalResult] | None = None,
     stages: list[dict[str, Any]] | None = None,
+    model_dir: str | Path | None = None,
 ) -> str:
     """The model card every training stage writes next to its weights (never with secrets in it).
 
     ``init_from`` becomes the card's ``base_model`` when it names a Hub model rather than a local folder.
     ``stages`` (from :func:`stage_history`) adds a "Training stages" table, so an RLHF policy's card
-    shows the SFT and reward-model stages it came from.
+    shows the SFT and reward-model stages it came from. ``model_dir`` (the folder the card describes)
+    lets the card say whether it holds a LoRA adapter and what its base was converted from.
     """
     base_model = None if Path(init_from).exists() or init_from.startswith((".", "/")) else init_from
     card_data = ModelCardData(
@@ -162,9 +164,32 @@ def render_model_card(
         data_report=data_report,
         hyperparameters=hyperparameters,
         stages=stages or [],
+        weights=weights_note(model_dir, init_from) if model_dir is not None else None,
         citation=OKAPI_CITATION,
     )
     return str(card)
+
+
+def weights_note(model_dir: str | Path, init_from: str) -> str | None:
+    """What the folder holds, when it is not a plain model: a LoRA adapter, and its base's source."""
+    from okapi_hf.models import adapter_chain, read_source
+
+    if not (Path(model_dir) / "adapter_config.json").is_file():
+        return None
+    try:
+        base, adapters = adapter_chain(model_dir)
+    except OkapiError:
+        base, adapters = init_from, [Path(model_dir)]
+    note = (
+        f"a LoRA adapter (`adapter_model.safetensors`) on `{init_from}`"
+        + (f", itself {len(adapters) - 1} adapter(s) on `{base}`" if len(adapters) > 1 else "")
+        + f'; `okapi_hf.models.load_model("{model_dir}")` loads it merged, as later stages and '
+        "`okapi-hf chat` do (train with `merge_lora=true` for a merged folder)"
+    )
+    record = read_source(base)
+    if record:
+        note += f". The base was converted from `{record['file']}` (sha256 `{record['sha256'][:16]}…`)"
+    return note
 
 
 # How to prompt a policy trained by any stage (SFT with Okapi's template, RLHF, DPO), for model cards.

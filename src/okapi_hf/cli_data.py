@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 from pathlib import Path
 
 from okapi_hf.errors import OkapiError
@@ -44,29 +46,60 @@ def _data_build(args: argparse.Namespace) -> None:
 
 
 # The options of each data-creation step that go to its function in okapi_hf.data.create, by name.
+SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_p")
 STEP_OPTIONS = {
-    "generate": ("num", "seeds", "prompts_dir"),
-    "translate": ("input", "langs", "subset", "shard", "prompts_dir"),
-    "respond": ("input", "lang", "samples", "check_language", "shard"),
-    "rank": ("input", "lang", "shard", "prompts_dir"),
-    "taco": ("input", "lang", "english", "answer", "shard", "prompts_dir"),
+    "generate": ("num", "seeds", "prompts_dir", *SAMPLING_OPTIONS),
+    "translate": ("input", "langs", "subset", "shard", "prompts_dir", *SAMPLING_OPTIONS),
+    "respond": ("input", "lang", "samples", "check_language", "shard", *SAMPLING_OPTIONS),
+    "rank": ("input", "lang", "shard", "prompts_dir", *SAMPLING_OPTIONS),
+    "taco": ("input", "lang", "english", "answer", "shard", "prompts_dir", *SAMPLING_OPTIONS),
+}
+DEFAULT_TIMEOUT = 120.0
+
+# What each step picks when --max-tokens / --temperature are not given (the numbers are the steps'
+# own constants, checked by the tests; written out here so that `--help` imports no step module).
+STEP_SAMPLING_HELP = {
+    "generate": ("2048", "1.0, so that each request's tasks differ"),
+    "translate": (
+        "1024",
+        "0, greedy; the one retry after a translation that lost placeholders or came out in another "
+        "language samples, at T when T > 0, else at 0.7",
+    ),
+    "respond": ("512", "0.7, so that the samples of one model differ"),
+    "rank": (
+        "2048, and 64 for the retry that asks for the ranking line alone; a given N applies to it too",
+        "0, greedy; a given T applies to the retry too",
+    ),
+    "taco": ("1024", "0, greedy; a given T applies to the translations' retries too"),
 }
 
 
 def _data_create(args: argparse.Namespace) -> None:
-    """generate / translate / respond / rank / taco: one LLM-driven step over files."""
+    """generate / translate / respond / rank / taco: one LLM-driven step over files.
+
+    Ctrl-C: the step stops (its finished rows kept), says how far it got, and the CLI exits with 130.
+    """
     from okapi_hf.data import create
+    from okapi_hf.data.runner import StepInterrupted
 
     step = args.data_command
     backend = {"backends": args.backend.split(",")} if step == "respond" else {"backend": args.backend}
-    result = getattr(create, step)(
-        out=args.out,
-        **backend,
-        **{name: getattr(args, name) for name in STEP_OPTIONS[step]},
-        cache=args.cache,
-        concurrency=args.concurrency,
-        price=args.price,
-    )
+    try:
+        result = getattr(create, step)(
+            out=args.out,
+            **backend,
+            **{name: getattr(args, name) for name in STEP_OPTIONS[step]},
+            cache=args.cache,
+            concurrency=args.concurrency,
+            price=args.price,
+            timeout=args.timeout,
+        )
+    except StepInterrupted:  # the CLI prints its line (what was kept) and exits with 130
+        # The process ends next. Its last garbage collections would walk every object torch and
+        # transformers made (seconds on a busy machine); frozen objects are skipped, and nothing of
+        # value is left to collect.
+        gc.freeze()
+        raise
     reports = result if isinstance(result, list) else [result]
     for report in reports:
         print(report.summary())
@@ -96,7 +129,8 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
             + "model spec: openai:MODEL@BASE_URL (any OpenAI-compatible endpoint), local:PATH, seq2seq:PATH",
         )
         p.add_argument("--out", required=True, help="output folder, in the release layout `data build` reads")
-        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
+        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default: 16)")
+        sampling_flags(p)
         p.add_argument("--cache", help=f"request cache file (default: OUT/{'.okapi_llm_cache.sqlite'})")
         p.add_argument(
             "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
@@ -110,6 +144,38 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
             )
         if shardable:
             p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
+
+    def sampling_flags(p: argparse.ArgumentParser) -> None:
+        """--max-tokens, --temperature, --top-p and --timeout, with the step's own defaults in the help."""
+        tokens, temperature = STEP_SAMPLING_HELP[p.prog.split()[-1]]
+        p.add_argument(
+            "--max-tokens",
+            type=_positive_int,
+            metavar="N",
+            help=f"most tokens one answer may have; replaces the step's own limit (default: {tokens})",
+        )
+        p.add_argument(
+            "--temperature",
+            type=_temperature,
+            metavar="T",
+            help=f"sampling temperature, 0 for greedy; replaces the step's own (default: {temperature})",
+        )
+        p.add_argument(
+            "--top-p",
+            type=_top_p,
+            metavar="P",
+            help="nucleus sampling: draw from the most likely tokens whose probabilities add up to P, "
+            "0 < P <= 1; applies when the temperature is above 0 (default: not set, so the endpoint's "
+            "or the model's own default)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=_positive_float,
+            default=DEFAULT_TIMEOUT,
+            metavar="SECONDS",
+            help=f"seconds one request attempt to an endpoint may take before it is retried "
+            f"(default: {DEFAULT_TIMEOUT:g}); local: and seq2seq: models are bounded by --max-tokens instead",
+        )
 
     p = data.add_parser("generate", help="step 1: new English tasks, Self-Instruct style, de-duplicated")
     p.add_argument("--num", type=int, required=True, help="how many new tasks to keep")
@@ -162,6 +228,49 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
     p.add_argument("file", help="the output file without the shard suffix, e.g. OUT/responses/vi.jsonl")
     p.add_argument("--shards", type=int, required=True, help="n, the number of shards")
     p.set_defaults(func=_data_merge)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more (--max-tokens)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number of seconds above 0 (--timeout)."""
+    value = _finite(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    """argparse type: a temperature, 0 or more."""
+    value = _finite(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}")
+    return value
+
+
+def _top_p(text: str) -> float:
+    """argparse type: a probability mass in (0, 1]."""
+    value = _finite(text)
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number above 0 and at most 1, got {text!r}")
+    return value
 
 
 def _count(text: str) -> int:

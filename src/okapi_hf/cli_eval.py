@@ -121,7 +121,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="eval_results", help="folder for the results")
     p.add_argument("--limit", type=float, help="documents per task (a fraction if < 1), for smoke tests")
     p.add_argument("--batch_size", default=1, help="lm-eval batch size (or 'auto')")
-    p.add_argument("--device", help="e.g. cpu, cuda:0")
+    p.add_argument("--device", help="e.g. cpu, cuda:0 (default: cuda if there is one, else cpu)")
     p.set_defaults(func=_eval_run)
 
     p = evaluation.add_parser("generate", help="answer a question set (multilingual Vicuna) for a judge")

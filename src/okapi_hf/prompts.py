@@ -68,3 +68,52 @@ def render_chat(tokenizer: Any, instruction: str, input: str | None = "", output
         tokenize=False,
         add_generation_prompt=output is None,
     )
+
+
+# -- the one tokenization rule -----------------------------------------------------------------------------
+#
+# Every stage that turns a prompt (or a prompt plus its response) into token ids goes through `encode`:
+# SFT (trl tokenizes with the tokenizer's default, which this rule equals), the reward model, PPO,
+# RLOO/GRPO (trl tokenizes their prompts without special tokens, so they get the prefix as text), listwise
+# DPO, chat, the Spaces, generative evaluation and local data-creation backends. Train and serve then see
+# the same ids: Gemma and Llama get their BOS exactly once, BLOOM none, as their tokenizers decide.
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before a text by default (Llama, Gemma: ``[bos]``; BLOOM: none)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start])
+    return []
+
+
+def prefix_text(tokenizer: Any) -> str:
+    """:func:`special_prefix` as text (``"<bos>"``), for trainers that tokenize without special tokens."""
+    prefix = special_prefix(tokenizer)
+    return tokenizer.decode(prefix) if prefix else ""
+
+
+def encode(
+    tokenizer: Any, text: str, *, templated: bool = False, prefix: list[int] | None = None
+) -> list[int]:
+    """The token ids of a prompt (or prompt + response), the same in every stage.
+
+    Text in Okapi's template gets the tokenizer's default prefix (its BOS) once and never a default
+    suffix (a prompt does not end a sequence). A rendered chat template (``templated=True``) holds its
+    special tokens already and gets none, as ``apply_chat_template(tokenize=True)`` and trl do; a text
+    that already starts with the prefix never gets it twice. ``prefix`` saves recomputing
+    :func:`special_prefix` in a loop.
+    """
+    prefix = [] if templated else special_prefix(tokenizer) if prefix is None else prefix
+    if prefix and text.startswith(tokenizer.decode(prefix)):
+        prefix = []
+    return [*prefix, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+
+def encode_batch(tokenizer: Any, texts: list[str], *, templated: bool = False, **pad: Any) -> Any:
+    """:func:`encode` for several texts, padded by ``tokenizer.pad`` (``return_tensors="pt"`` and so on)."""
+    prefix = special_prefix(tokenizer)
+    ids = [encode(tokenizer, text, templated=templated, prefix=prefix) for text in texts]
+    return tokenizer.pad({"input_ids": ids}, **pad)

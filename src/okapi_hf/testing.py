@@ -70,13 +70,18 @@ CHAT_TEMPLATE = (
 
 
 def train_tiny_tokenizer(
-    vocab_size: int = 1024, *, extra_texts: Iterable[str] = (), padding_side: str = "right"
+    vocab_size: int = 1024,
+    *,
+    extra_texts: Iterable[str] = (),
+    padding_side: str = "right",
+    add_bos: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on the embedded multilingual corpus (plus ``extra_texts``).
 
     Byte-level means every string encodes without ``<unk>``: Okapi's 26 languages span a dozen scripts
     and a test in any of them must not silently lose characters. The tokenizer adds no bos/eos on its own
-    (like BLOOM's); append ``tokenizer.eos_token`` yourself where a sequence must end. The vocabulary
+    (like BLOOM's) unless ``add_bos``, which puts ``<s>`` in front of every text as Llama's and Gemma's
+    tokenizers do; append ``tokenizer.eos_token`` yourself where a sequence must end. The vocabulary
     holds at most ``vocab_size`` entries (fewer only if the corpus runs out of pairs to merge).
     """
     if vocab_size < 256 + len(SPECIAL_TOKENS):
@@ -92,6 +97,14 @@ def train_tiny_tokenizer(
         show_progress=False,
     )
     backend.train_from_iterator([*corpus_texts(), *extra_texts], trainer=trainer)
+    if add_bos:
+        bos = (BOS, backend.token_to_id(BOS))
+        backend.post_processor = processors.Sequence(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[bos]),
+            ]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=UNK,

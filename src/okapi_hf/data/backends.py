@@ -9,6 +9,7 @@ from the command line's ``--backend`` string. Retries, the cache and accounting 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import inspect
@@ -88,6 +89,8 @@ class OpenAIBackend:
             "temperature": request.temperature,
             self.token_field: request.max_tokens,
         }
+        if request.top_p is not None:  # unset: the server's own default, as before top_p existed
+            body["top_p"] = request.top_p
         if request.seed is not None:
             body["seed"] = request.seed
         return body
@@ -258,10 +261,19 @@ def _model_id(kind: str, model_path: str | Path) -> str:
     return f"{kind}:{path.resolve() if path.exists() else model_path}"
 
 
-class _InProcessBackend:
-    """Shared by local backends: lazy loading, one generation at a time, off the event loop."""
+# Seconds a generation told to stop (Ctrl-C) gets to end at its next token before the client moves on.
+STOP_GRACE = 1.0
 
-    timeout_applies = False  # generation is bounded by max_tokens; a thread cannot be cancelled anyway
+
+class _InProcessBackend:
+    """Shared by local backends: lazy loading, one generation at a time, off the event loop.
+
+    Each call runs on its own daemon thread with a stop event that a StoppingCriteria checks at every
+    token: when the awaiting task is cancelled (Ctrl-C), generation ends at its next token instead of
+    running to ``max_tokens``, and ``asyncio.run`` has no executor thread to wait for.
+    """
+
+    timeout_applies = False  # bounded by max_tokens; a retry after a timeout would redo the same work
     kind = "local"
 
     def __init__(self, model_path: str | Path, device: str = "cpu") -> None:
@@ -270,6 +282,7 @@ class _InProcessBackend:
         self.id = _model_id(self.kind, model_path)
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
+        self._stopping: set[threading.Thread] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_path!r}, device={self.device!r})"
@@ -281,12 +294,16 @@ class _InProcessBackend:
 
     def _load_locked(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from transformers import AutoTokenizer
+            from okapi_hf.models import (  # presets, .gguf files, adapters too
+                ModelSourceError,
+                load_model,
+                load_tokenizer,
+            )
 
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-                model = self._model_class().from_pretrained(self.model_path)
-            except OSError as e:
+                tokenizer = load_tokenizer(self.model_path)
+                model = load_model(self.model_path, self._model_class())
+            except (OSError, ModelSourceError) as e:
                 raise ConfigError(f"cannot load a model from {self.model_path!r}: {e}") from e
             model.to(self.device).eval()
             self._loaded = (model, tokenizer)
@@ -296,31 +313,101 @@ class _InProcessBackend:
         raise NotImplementedError
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        return await asyncio.to_thread(self._complete_locked, request)
+        stop = threading.Event()
+        answer, thread = _on_daemon_thread(self._complete_locked, request, stop)
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            stop.set()  # the thread ends at its next token; nobody reads what it made
+            self._stopping.add(thread)
+            raise
 
-    def _complete_locked(self, request: ChatRequest) -> ChatResult:
+    def _complete_locked(self, request: ChatRequest, stop: threading.Event) -> ChatResult | None:
         with self._lock:
+            if stop.is_set():  # cancelled while waiting for the lock or the model
+                return None
             model, tokenizer = self._load_locked()
-            return self._generate(model, tokenizer, request)
+            if stop.is_set():
+                return None
+            return self._generate(model, tokenizer, request, stop)
 
-    def _generate(self, model: Any, tokenizer: Any, request: ChatRequest) -> ChatResult:
+    async def aclose(self) -> None:
+        """Wait up to STOP_GRACE seconds for the threads told to stop (a generation ends at its next
+        token): one still inside torch while the interpreter exits can crash it. A thread loading a
+        model cannot be stopped and is left behind after that; the data steps load before they start."""
+        deadline = time.monotonic() + STOP_GRACE
+        while True:
+            self._stopping = {thread for thread in self._stopping if thread.is_alive()}
+            if not self._stopping or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.01)
+
+    def _generate(
+        self, model: Any, tokenizer: Any, request: ChatRequest, stop: threading.Event | None = None
+    ) -> ChatResult:
         raise NotImplementedError
 
     @staticmethod
     def _sampling(request: ChatRequest) -> dict[str, Any]:
         if request.temperature == 0:
             return {"do_sample": False}
-        return {"do_sample": True, "temperature": request.temperature}
+        sampling: dict[str, Any] = {"do_sample": True, "temperature": request.temperature}
+        if request.top_p is not None:
+            sampling["top_p"] = request.top_p
+        return sampling
 
     @staticmethod
-    def _run_generate(model: Any, inputs: dict[str, Any], request: ChatRequest, **kw: Any) -> Any:
+    def _run_generate(
+        model: Any, inputs: dict[str, Any], request: ChatRequest, stop: threading.Event | None, **kw: Any
+    ) -> Any:
         import torch
 
+        if stop is not None:
+            kw["stopping_criteria"] = _stop_when_set(stop)
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed_for(request))
             return model.generate(
                 **inputs, max_new_tokens=request.max_tokens, **_InProcessBackend._sampling(request), **kw
             )
+
+
+def _on_daemon_thread(fn: Callable[..., Any], *args: Any) -> tuple[asyncio.Future[Any], threading.Thread]:
+    """Run ``fn(*args)`` on a new daemon thread; its result arrives in the returned future.
+
+    Not ``asyncio.to_thread``: ``asyncio.run`` joins the default executor's threads before it returns,
+    so Ctrl-C would wait for a model still loading. A result that arrives after the future was
+    cancelled, or after its loop closed, is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Callable[[Any], None], Any] = (future.set_result, fn(*args))
+        except BaseException as e:  # handed to the awaiting task, as asyncio.to_thread does
+            outcome = (future.set_exception, e)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this answer
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    thread = threading.Thread(target=run, name=f"okapi-generate-{id(future):x}", daemon=True)
+    thread.start()
+    return future, thread
+
+
+def _stop_when_set(stop: threading.Event) -> Any:
+    """A StoppingCriteriaList that ends generation at the next token once ``stop`` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopWhenSet()])
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -343,7 +430,8 @@ class LocalBackend(_InProcessBackend):
     """A causal LM in this process: the tokenizer's chat template, or Okapi's prompt if it has none.
 
     Okapi's template holds one instruction, so without a chat template only the last user message is
-    used. Greedy at temperature 0, else sampling seeded from the request's ``seed`` and ``sample``.
+    used. Greedy at temperature 0, else sampling (with ``top_p`` when the request sets it) seeded from
+    the request's ``seed`` and ``sample``.
     """
 
     kind = "local"
@@ -368,13 +456,16 @@ class LocalBackend(_InProcessBackend):
 
         return format_prompt(request.last_user_message())
 
-    def _generate(self, model: Any, tokenizer: Any, request: ChatRequest) -> ChatResult:
+    def _generate(
+        self, model: Any, tokenizer: Any, request: ChatRequest, stop: threading.Event | None = None
+    ) -> ChatResult:
         templated = bool(getattr(tokenizer, "chat_template", None))
         text = self._prompt(tokenizer, request)
-        # A rendered chat template already holds its special tokens; Okapi's plain prompt gets the usual ones.
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not templated).to(model.device)
+        from okapi_hf.prompts import encode_batch  # the one tokenization rule of every stage
+
+        inputs = encode_batch(tokenizer, [text], templated=templated, return_tensors="pt").to(model.device)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        output = self._run_generate(model, dict(inputs), request, pad_token_id=pad)
+        output = self._run_generate(model, dict(inputs), request, stop, pad_token_id=pad)
         prompt_len = inputs["input_ids"].shape[1]
         new_ids, finish = _trim(output[0, prompt_len:].tolist(), _eos_ids(model, tokenizer))
         reply = tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -467,7 +558,9 @@ class Seq2SeqBackend(_InProcessBackend):
             "pass Seq2SeqBackend(lang_code=...) mapping registry codes to this model's tokens"
         )
 
-    def _generate(self, model: Any, tokenizer: Any, request: ChatRequest) -> ChatResult:
+    def _generate(
+        self, model: Any, tokenizer: Any, request: ChatRequest, stop: threading.Event | None = None
+    ) -> ChatResult:
         import torch
 
         meta = request.meta_dict
@@ -498,7 +591,7 @@ class Seq2SeqBackend(_InProcessBackend):
             }
         inputs = {k: v.to(model.device) for k, v in inputs.items()}
         forced = tokenizer.convert_tokens_to_ids(tgt)
-        output = self._run_generate(model, inputs, request, forced_bos_token_id=forced)
+        output = self._run_generate(model, inputs, request, stop, forced_bos_token_id=forced)
         # output[0] = decoder start, then the forced language token, then the translation
         new_ids, finish = _trim(output[0, 1:].tolist(), _eos_ids(model, tokenizer))
         reply = tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -3,22 +3,27 @@
 generate -> ``multilingual-alpaca-52k/en.jsonl``; translate -> ``<subset folder>/<lang>.jsonl``;
 respond -> ``responses/<lang>.jsonl``; rank -> ``multilingual-ranking-data-42k/<lang>.jsonl``;
 taco -> ``taco/<lang>.jsonl``. So ``okapi-hf data build --raw-dir OUT`` takes the results unchanged.
+
+``max_tokens``, ``temperature`` and ``top_p`` override what each step picks for its requests (None
+keeps the step's choice); ``timeout`` bounds one request attempt to an endpoint. Ctrl-C stops a step
+within a second or so, its finished rows kept, with :class:`~okapi_hf.data.runner.StepInterrupted`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from okapi_hf.data.backends import make_backend
 from okapi_hf.data.llm import LLMClient, Price
+from okapi_hf.data.llm_types import Sampling
 from okapi_hf.data.runner import (
     RunReport,
     parse_shard,
     read_rows,
     run_rows,
+    run_step,
     shard_path,
     take_shard,
     write_rows,
@@ -37,14 +42,19 @@ def make_client(
     cache: str | Path | None = None,
     concurrency: int = 16,
     price: str | None = None,
+    timeout: float = 120.0,
 ) -> LLMClient:
-    """A client for ``backend`` whose request cache lives in ``out`` unless ``cache`` says otherwise."""
+    """A client for ``backend`` whose request cache lives in ``out`` unless ``cache`` says otherwise.
+
+    ``timeout`` is the seconds one attempt at an endpoint may take before it is retried.
+    """
     Path(out).mkdir(parents=True, exist_ok=True)
     return LLMClient(
         make_backend(backend),
         concurrency=concurrency,
         cache=Path(cache) if cache else Path(out) / CACHE_NAME,
         price=parse_price(price),
+        timeout=timeout,
     )
 
 
@@ -99,6 +109,12 @@ def _settings(prompts_dir: Path | None, **values: Any) -> dict[str, Any]:
     return {**values, "prompts": prompts}
 
 
+def _recorded(sampling: Sampling, max_tokens: int) -> dict[str, Any]:
+    """The sampling a step's settings record, ``max_tokens`` always (respond and rank recorded it
+    before it could be overridden, so runs that override nothing keep their settings)."""
+    return {**sampling.given(), "max_tokens": sampling.max_tokens or max_tokens}
+
+
 def _run(
     rows: list[dict[str, Any]],
     work: Any,
@@ -108,18 +124,15 @@ def _run(
     progress: bool,
     settings: dict[str, Any],
 ) -> RunReport:
-    """Run the step in one event loop and close its clients there (their connections belong to it)."""
+    """Run the step in one event loop and close its clients there (their connections belong to it).
 
-    async def go() -> RunReport:
-        try:
-            return await run_rows(
-                rows, work, out, step=step, client=clients[0], settings=settings, progress=progress
-            )
-        finally:
-            for client in clients:
-                await client.aclose()
-
-    return asyncio.run(go())
+    Ctrl-C raises StepInterrupted, whose message says how many rows are done.
+    """
+    report = RunReport(step=step, out=out, total=len(rows))
+    main = run_rows(
+        rows, work, out, step=step, client=clients[0], settings=settings, progress=progress, report=report
+    )
+    return run_step(main, clients, report.interruption)
 
 
 def generate(
@@ -128,28 +141,37 @@ def generate(
     backend: str,
     *,
     seeds: str | Path | None = None,
-    max_tokens: int = 2048,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     prompts_dir: Path | None = None,
     progress: bool = True,
     **client_kw: Any,
 ) -> Any:
-    """Self-Instruct English tasks from ``seeds`` (default: the shipped seed tasks)."""
-    from okapi_hf.data.generate import generate_tasks
+    """Self-Instruct English tasks from ``seeds`` (default: the shipped seed tasks).
+
+    The tasks are written when all are made; an interrupted run writes none, but every answer it
+    received is cached, so running it again sends only the requests still missing.
+    """
+    from okapi_hf.data.generate import GenerateReport, generate_tasks
 
     seed_file = Path(seeds) if seeds else Path(__file__).parent / "prompts" / "seed_tasks.jsonl"
     seed_rows = read_rows(seed_file)
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     client = make_client(backend, out, **client_kw)
-
-    async def go() -> Any:
-        try:
-            return await generate_tasks(
-                seed_rows, client, num, prompts_dir=prompts_dir, progress=progress, max_tokens=max_tokens
-            )
-        finally:
-            await client.aclose()
-
-    tasks, report = asyncio.run(go())
     target = Path(out) / get_subset("sft").release_folder / "en.jsonl"
+    live = GenerateReport()
+    main = generate_tasks(
+        seed_rows, client, num, prompts_dir=prompts_dir, progress=progress, sampling=sampling, report=live
+    )
+
+    def interrupted() -> str:
+        return (
+            f"generate: interrupted with {live.kept} of {num} task(s) kept, not yet written to {target}; "
+            f"the {client.usage.requests} answer(s) received are cached: run the same command again to resume"
+        )
+
+    tasks, report = run_step(main, [client], interrupted)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_rows(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
     report.out, report.usage = target, client.usage.summary()
@@ -164,6 +186,9 @@ def translate(
     *,
     subset: str = "sft",
     shard: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     prompts_dir: Path | None = None,
     progress: bool = True,
     **client_kw: Any,
@@ -173,11 +198,12 @@ def translate(
 
     folder = get_subset(subset).release_folder
     rows = _rows(input, shard)
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     reports = []
     for lang in resolve_langs(langs):
         client = make_client(backend, out, **client_kw)
-        work = make_translate(lang, client, prompts_dir=prompts_dir)
-        settings = _settings(prompts_dir, backend=backend)
+        work = make_translate(lang, client, prompts_dir=prompts_dir, sampling=sampling)
+        settings = _settings(prompts_dir, backend=backend, **sampling.given())
         target = _output(out, folder, lang, shard)
         reports.append(_run(rows, work, target, f"translate {lang}", [client], progress, settings))
     return reports
@@ -190,14 +216,16 @@ def respond(
     *,
     lang: str | None = None,
     samples: int = 1,
-    max_tokens: int = 512,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     check_language: bool = True,
     shard: str | None = None,
     progress: bool = True,
     **client_kw: Any,
 ) -> RunReport:
     """K responses per row: every backend, ``samples`` times each."""
-    from okapi_hf.data.respond import make_respond
+    from okapi_hf.data.respond import MAX_TOKENS, make_respond
 
     if len(backends) * samples < 2:
         raise ConfigError(
@@ -206,10 +234,15 @@ def respond(
         )
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     clients = [make_client(spec, out, **client_kw) for spec in backends]
-    work = make_respond(clients, samples=samples, max_tokens=max_tokens, check_language=check_language)
+    work = make_respond(clients, samples=samples, sampling=sampling, check_language=check_language)
     settings = _settings(
-        None, backends=list(backends), samples=samples, max_tokens=max_tokens, check=check_language
+        None,
+        backends=list(backends),
+        samples=samples,
+        check=check_language,
+        **_recorded(sampling, MAX_TOKENS),
     )
     target = _output(out, "responses", lang, shard)
     report = _run(rows, work, target, f"respond {lang}", clients, progress, settings)
@@ -223,21 +256,28 @@ def rank(
     backend: str,
     *,
     lang: str | None = None,
-    max_tokens: int = 2048,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     shard: str | None = None,
     prompts_dir: Path | None = None,
     progress: bool = True,
     **client_kw: Any,
 ) -> RunReport:
     """Each row's responses ordered best first by the judge: ranking-subset rows."""
-    from okapi_hf.data.rank import make_rank
+    from okapi_hf.data.rank import MAX_TOKENS, make_rank
 
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     client = make_client(backend, out, **client_kw)
-    work = make_rank(client, prompts_dir=prompts_dir, max_tokens=max_tokens)
+    work = make_rank(client, prompts_dir=prompts_dir, sampling=sampling)
     target = _output(out, get_subset("ranking").release_folder, lang, shard)
-    settings = _settings(prompts_dir, backend=backend, max_tokens=max_tokens)
+    settings = _settings(
+        prompts_dir,
+        backend=backend,
+        **_recorded(sampling, MAX_TOKENS),
+    )
     return _run(rows, work, target, f"rank {lang}", [client], progress, settings)
 
 
@@ -250,6 +290,9 @@ def taco(
     english: str | Path | None = None,
     answer: str = "row",
     shard: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     prompts_dir: Path | None = None,
     progress: bool = True,
     **client_kw: Any,
@@ -261,6 +304,11 @@ def taco(
     lang = _lang_of(rows, lang, input)
     client = make_client(backend, out, **client_kw)
     english_rows = read_rows(english) if english else None
-    work = make_taco(lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer)
-    settings = _settings(prompts_dir, backend=backend, english=str(english), answer=answer)
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    work = make_taco(
+        lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer, sampling=sampling
+    )
+    settings = _settings(
+        prompts_dir, backend=backend, english=str(english), answer=answer, **sampling.given()
+    )
     return _run(rows, work, _output(out, "taco", lang, shard), f"taco {lang}", [client], progress, settings)

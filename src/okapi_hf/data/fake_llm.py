@@ -19,6 +19,7 @@ or a function ``(call_index, body) -> kind | None``. Kinds:
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     daemon_threads = True
     block_on_close = False  # threads still "hanging" (timeout injection) must not block stop()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet when the client went away (it timed out, or was stopped with Ctrl-C); else a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def echo(messages: list[dict[str, Any]]) -> str:

@@ -20,8 +20,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from okapi_hf.data.llm import ChatRequest
+from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.data.prompts import render
 
+# The step's own sampling, which --temperature and --max-tokens override: at 1.0 each request's tasks
+# differ from every other's; 2048 tokens hold the 8 tasks asked for.
+TEMPERATURE = 1.0
+MAX_TOKENS = 2048
 EXAMPLES_PER_PROMPT = 3
 TASKS_PER_REQUEST = 8
 ROUGE_L_MAX = 0.7  # Self-Instruct's threshold: a new instruction this similar to a pooled one is dropped
@@ -130,9 +135,13 @@ def why_unsuitable(task: dict[str, str]) -> str | None:
 
 
 def generate_request(
-    seeds: Sequence[dict[str, str]], i: int, *, prompts_dir: Path | None = None, max_tokens: int = 2048
+    seeds: Sequence[dict[str, str]],
+    i: int,
+    *,
+    prompts_dir: Path | None = None,
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> ChatRequest:
-    """Request ``i``: its own draw of seed examples, sampled at temperature 1 with seed ``i``."""
+    """Request ``i``: its own draw of seed examples, sampled with seed ``i`` (at TEMPERATURE unless overridden)."""
     examples = random.Random(i).sample(list(seeds), min(EXAMPLES_PER_PROMPT, len(seeds)))
     start = len(examples) + 1
     prompt = render(
@@ -144,7 +153,8 @@ def generate_request(
         end=start + TASKS_PER_REQUEST - 1,
     )
     messages = [{"role": "user", "content": prompt}]
-    return ChatRequest.chat(messages, temperature=1.0, seed=i, sample=i, max_tokens=max_tokens)
+    fields = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    return ChatRequest.chat(messages, seed=i, sample=i, **fields)
 
 
 async def generate_tasks(
@@ -155,47 +165,51 @@ async def generate_tasks(
     prompts_dir: Path | None = None,
     batch: int = 16,
     progress: bool = True,
-    max_tokens: int = 2048,
+    sampling: Sampling = STEP_DEFAULTS,
+    report: GenerateReport | None = None,
 ) -> tuple[list[dict[str, str]], GenerateReport]:
     """At least ``num`` new tasks (or as many as ``num`` requests' worth gave), plus the report.
 
     Requests go out ``batch`` at a time; their tasks are judged in request order, so the result does
-    not depend on which request finished first.
+    not depend on which request finished first. ``report``, when given, is filled in as tasks are
+    kept, so a caller whose run is cancelled still knows how far it got.
     """
     if not seeds:
         raise ValueError("generate needs at least one seed task")
     pool = Pool(t["instruction"] for t in seeds)
     kept: list[dict[str, str]] = []
-    report = GenerateReport()
+    report = report if report is not None else GenerateReport()
     bar = tqdm(total=num, desc="generate", unit="task", disable=not progress)
     i = 0
     max_requests = max(1, num)  # enough for one kept task per request; stops runaway loops on a bad model
-    while len(kept) < num and i < max_requests:
-        ids = range(i, min(i + batch, max_requests))
-        results = await asyncio.gather(
-            *(
-                client.complete(generate_request(seeds, j, prompts_dir=prompts_dir, max_tokens=max_tokens))
-                for j in ids
+    try:
+        while len(kept) < num and i < max_requests:
+            ids = range(i, min(i + batch, max_requests))
+            results = await asyncio.gather(
+                *(
+                    client.complete(generate_request(seeds, j, prompts_dir=prompts_dir, sampling=sampling))
+                    for j in ids
+                )
             )
-        )
-        i = ids.stop
-        for result in results:
-            report.requests += 1
-            for task in parse_tasks(result.text):
-                report.parsed += 1
-                reason = why_unsuitable(task)
-                if reason is None and pool.too_close(task["instruction"]):
-                    reason = f"ROUGE-L >= {ROUGE_L_MAX} with an instruction in the pool"
-                if reason:
-                    report.dropped[reason] += 1
-                    continue
-                if len(kept) < num:
-                    pool.add(task["instruction"])
-                    kept.append(task)
-                    bar.update(1)
-                else:
-                    report.dropped["beyond the number asked for"] += 1
-        bar.set_postfix(client.usage.postfix(), refresh=False)
-    bar.close()
-    report.kept = len(kept)
+            i = ids.stop
+            for result in results:
+                report.requests += 1
+                for task in parse_tasks(result.text):
+                    report.parsed += 1
+                    reason = why_unsuitable(task)
+                    if reason is None and pool.too_close(task["instruction"]):
+                        reason = f"ROUGE-L >= {ROUGE_L_MAX} with an instruction in the pool"
+                    if reason:
+                        report.dropped[reason] += 1
+                        continue
+                    if len(kept) < num:
+                        pool.add(task["instruction"])
+                        kept.append(task)
+                        report.kept = len(kept)
+                        bar.update(1)
+                    else:
+                        report.dropped["beyond the number asked for"] += 1
+            bar.set_postfix(client.usage.postfix(), refresh=False)
+    finally:
+        bar.close()
     return kept, report

@@ -33,15 +33,17 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from okapi_hf.data.llm_types import ChatRequest, ChatResult, LLMError, Price, Usage
 from okapi_hf.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Statuses worth asking again: timeout, conflict, rate limit and every server-side error.
@@ -135,6 +137,65 @@ class RequestCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Running an event loop that Ctrl-C stops at once
+# --------------------------------------------------------------------------------------------------
+
+
+async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``, or TimeoutError after ``seconds``.
+
+    Not ``asyncio.wait_for`` on Python 3.11: a cancellation arriving as the answer does is swallowed
+    there, and a data step cancelled by Ctrl-C would go on with its next request.
+    """
+    if hasattr(asyncio, "timeout"):  # Python 3.11+
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+class DaemonThreadExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An event loop's default executor whose calls each run on a daemon thread, waited for by nobody.
+
+    ``asyncio.run`` ends by joining its default executor's threads, so a DNS lookup that hangs (the
+    HTTP client resolves host names there) would hold Ctrl-C for as long as it hangs.
+    """
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as e:  # handed to whoever waits, as ThreadPoolExecutor does
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=run, name="okapi-executor", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to wait for: a thread still running ends with the process."""
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, with :class:`DaemonThreadExecutor` as the loop's default executor.
+
+    On Python 3.11+ Ctrl-C cancels ``main`` (requests in flight are dropped, ``finally`` blocks run)
+    and then raises KeyboardInterrupt; with no thread to join, that takes as long as ``main``'s own
+    clean-up. In-process backends stop their generation threads themselves (see ``backends``).
+    """
+
+    async def with_daemon_executor() -> T:
+        asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor(max_workers=1))
+        return await main
+
+    return asyncio.run(with_daemon_executor())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,7 +315,7 @@ class LLMClient:
                 start = time.perf_counter()
                 try:
                     if timed:
-                        result = await asyncio.wait_for(self.backend.complete(request), self.timeout)
+                        result = await _within(self.timeout, self.backend.complete(request))
                     else:
                         result = await self.backend.complete(request)
                 except (asyncio.TimeoutError, TimeoutError):
@@ -340,7 +401,7 @@ class LLMClient:
         requests = list(requests)
 
         def run() -> list[ChatResult]:
-            return asyncio.run(self._complete_all(requests, desc, progress, return_exceptions))
+            return run_async(self._complete_all(requests, desc, progress, return_exceptions))
 
         try:
             asyncio.get_running_loop()

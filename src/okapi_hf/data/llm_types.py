@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ class ChatRequest:
     ``sample`` exists so that K samplings of one prompt (Okapi ranks 4 responses per instruction) are
     K distinct requests, and so K cache entries; a backend that samples locally also derives its seed
     from it. ``meta`` carries backend-specific fields (``src_lang``/``tgt_lang``/``text`` for MT).
+    ``top_p`` (nucleus sampling) is left to the backend's own default when None.
     """
 
     messages: tuple[dict[str, str], ...]
@@ -32,6 +34,7 @@ class ChatRequest:
     seed: int | None = None
     sample: int = 0
     meta: tuple[tuple[str, str], ...] = ()
+    top_p: float | None = None  # last, so positional construction keeps its meaning
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
@@ -70,6 +73,10 @@ class ChatRequest:
             raise DataError(f"ChatRequest.seed must be an integer or None, got {self.seed!r}")
         if isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 0:
             raise DataError(f"ChatRequest.sample must be a non-negative integer, got {self.sample!r}")
+        if self.top_p is not None:
+            if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+                raise DataError(f"ChatRequest.top_p must be a number in (0, 1] or None, got {self.top_p!r}")
+            object.__setattr__(self, "top_p", float(self.top_p))
 
         try:
             meta = dict(self.meta.items()) if isinstance(self.meta, Mapping) else dict(self.meta)
@@ -108,7 +115,8 @@ class ChatRequest:
         raise DataError("ChatRequest has no user message")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Every field; ``top_p`` only when set, so caches written before it existed keep their keys."""
+        fields = {
             "messages": [dict(m) for m in self.messages],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
@@ -116,6 +124,9 @@ class ChatRequest:
             "sample": self.sample,
             "meta": [list(kv) for kv in self.meta],
         }
+        if self.top_p is not None:
+            fields["top_p"] = self.top_p
+        return fields
 
     def key(self, backend_id: str) -> str:
         """sha256 of the canonical JSON of every field plus the backend's identity (never a secret)."""
@@ -125,6 +136,49 @@ class ChatRequest:
 
     def __hash__(self) -> int:  # messages are dicts, so the generated hash would fail
         return hash(self.key(""))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A command's ``--temperature``, ``--top-p`` and ``--max-tokens``; None keeps the step's own choice.
+
+    Each step picks per request (generate samples at 1.0, translate is greedy and samples its retry,
+    rank gives its retry a short limit), so the override is applied where the step builds a request:
+    ``ChatRequest.chat(messages, **sampling.fields(temperature=0.0, max_tokens=2048))``.
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and (not _is_number(self.temperature) or self.temperature < 0):
+            raise ConfigError(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
+        ):
+            raise ConfigError(f"max_tokens must be a whole number >= 1, got {self.max_tokens!r}")
+
+    def fields(self, *, temperature: float, max_tokens: int) -> dict[str, Any]:
+        """ChatRequest fields: the values given, else the step's ``temperature`` and ``max_tokens``."""
+        return {
+            "temperature": temperature if self.temperature is None else self.temperature,
+            "max_tokens": max_tokens if self.max_tokens is None else self.max_tokens,
+            "top_p": self.top_p,
+        }
+
+    def given(self) -> dict[str, Any]:
+        """Only the values given: a step's settings record these, so changing one retries rejections."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+STEP_DEFAULTS = Sampling()  # nothing overridden: every step keeps its own choices
 
 
 @dataclass

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from okapi_hf.data.llm import ChatRequest
+from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.data.prompts import render
 from okapi_hf.data.runner import RowRejected
 from okapi_hf.languages import get_language
 
+# The step's own sampling, which --temperature and --max-tokens override (the retry included): a
+# greedy judge, and a short limit for the retry, which asks for the ranking line alone.
+TEMPERATURE = 0.0
+MAX_TOKENS = 2048
+RETRY_MAX_TOKENS = 64
 _RANKING = re.compile(r"ranking\s*:\s*\[\[([^\[\]]*)\]\]", re.IGNORECASE)
 
 
@@ -50,8 +56,10 @@ def parse_ranking(text: str, k: int) -> list[int]:
     return numbers
 
 
-def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int = 2048) -> Any:
+def make_rank(client: Any, *, prompts_dir: Path | None = None, sampling: Sampling = STEP_DEFAULTS) -> Any:
     """The runner's per-row work: the row's ``responses`` reordered best first (a ranking-subset row)."""
+    asked = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    retry_asked = sampling.fields(temperature=TEMPERATURE, max_tokens=RETRY_MAX_TOKENS)
 
     async def work(row: dict[str, Any]) -> dict[str, Any]:
         responses = row.get("responses")
@@ -75,12 +83,12 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
                 ),
             }
         ]
-        translation = await client.complete(ChatRequest.chat(messages, max_tokens=max_tokens))
+        translation = await client.complete(ChatRequest.chat(messages, **asked))
         messages += [
             {"role": "assistant", "content": translation.text},
             {"role": "user", "content": render("rank_judge", prompts_dir, **fields)},
         ]
-        judgement = await client.complete(ChatRequest.chat(messages, max_tokens=max_tokens))
+        judgement = await client.complete(ChatRequest.chat(messages, **asked))
         try:
             order = parse_ranking(judgement.text, k)
         except RankingError as first:
@@ -88,7 +96,7 @@ def make_rank(client: Any, *, prompts_dir: Path | None = None, max_tokens: int =
                 {"role": "assistant", "content": judgement.text},
                 {"role": "user", "content": render("rank_retry", prompts_dir, problem=str(first), **fields)},
             ]
-            retry = await client.complete(ChatRequest.chat(messages, max_tokens=64))
+            retry = await client.complete(ChatRequest.chat(messages, **retry_asked))
             try:
                 order = parse_ranking(retry.text, k)
             except RankingError:

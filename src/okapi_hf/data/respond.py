@@ -10,20 +10,22 @@ from collections import Counter
 from typing import Any
 
 from okapi_hf.data.llm import ChatRequest
+from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.data.runner import RowRejected
 from okapi_hf.data.translate import is_in_language
 from okapi_hf.languages import get_language
 from okapi_hf.prompts import to_messages
 
-DEFAULT_TEMPERATURE = 0.7  # sampling, so that samples of one model differ
+# The step's own sampling, which --temperature and --max-tokens override.
+TEMPERATURE = 0.7  # sampling, so that samples of one model differ
+MAX_TOKENS = 512
 
 
 def make_respond(
     clients: list[Any],
     *,
     samples: int = 1,
-    temperature: float = DEFAULT_TEMPERATURE,
-    max_tokens: int = 512,
+    sampling: Sampling = STEP_DEFAULTS,
     check_language: bool = True,
 ) -> Any:
     """The runner's per-row work: the row with ``responses`` (distinct, unranked) and their ``sources``.
@@ -35,6 +37,7 @@ def make_respond(
     if not clients or samples < 1:
         raise ValueError("respond needs at least one model and one sample per model")
     dropped: Counter = Counter()
+    fields = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
 
     async def work(row: dict[str, Any]) -> dict[str, Any]:
         if not str(row.get("instruction", "")).strip():
@@ -44,9 +47,7 @@ def make_respond(
         responses, sources = [], []
         for client in clients:
             for s in range(samples):
-                request = ChatRequest.chat(
-                    messages, temperature=temperature, seed=s, sample=s, max_tokens=max_tokens
-                )
+                request = ChatRequest.chat(messages, seed=s, sample=s, **fields)
                 text = (await client.complete(request)).text.strip()
                 problem = _problem(text, responses, lang if check_language else None)
                 if problem:

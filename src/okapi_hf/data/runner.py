@@ -10,6 +10,9 @@ Each written or rejected line carries ``source_sha``, a digest of the input row,
 over an input that changed is an error rather than a silent mix; a rejection also records the
 step's settings, and is tried again when they change (``--samples 3`` after ``--samples 1``).
 A run that ends with nothing left to do leaves a ``.done.json`` marker, which merging requires.
+
+Ctrl-C cancels the run: requests in flight are dropped (their rows are redone next time), every
+row already appended stays, and :func:`run_step` raises :class:`StepInterrupted` saying how far it got.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -31,6 +34,14 @@ from okapi_hf.data.raw import read_records
 from okapi_hf.errors import DataError, OkapiError
 
 Work = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a data step after its finished rows were safely written; the message says how many.
+
+    A KeyboardInterrupt, so that whatever handles Ctrl-C (the CLI exits with 130) handles this too.
+    """
 
 
 class RowRejected(OkapiError):
@@ -55,6 +66,20 @@ class RunReport:
     failed: Counter = field(default_factory=Counter)
     usage: str = ""
     notes: list[str] = field(default_factory=list)  # step-specific counts, e.g. responses dropped
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        """Rows with a line in the output or the rejections file: what a resumed run skips."""
+        return self.resumed + self.written + sum(self.rejected.values())
+
+    def interruption(self) -> str:
+        """The line that says where an interrupted run stopped."""
+        this_run = self.written + sum(self.rejected.values())
+        return (
+            f"{self.step}: interrupted with {self.done} of {self.total} row(s) done ({this_run} this run), "
+            f"kept in {self.out}; run the same command again to resume"
+        )
 
     def summary(self) -> str:
         lines = [
@@ -261,6 +286,7 @@ async def run_rows(
     settings: Mapping[str, Any] | None = None,
     max_in_flight: int = 64,
     progress: bool = True,
+    report: RunReport | None = None,
 ) -> RunReport:
     """Apply ``work`` to the rows not yet in ``out``, appending each result as it finishes.
 
@@ -268,7 +294,8 @@ async def run_rows(
     never become 64K pending tasks. A row whose requests fail for good (an :class:`LLMError`) is
     counted as failed and left for the next run; a :class:`RowRejected` row, or one the step finds
     malformed (another :class:`OkapiError`), is recorded as rejected and not retried while
-    ``settings`` (what the step was asked to do) stay the same.
+    ``settings`` (what the step was asked to do) stay the same. ``report``, when given, is filled in
+    as rows finish, so a caller whose run is cancelled still knows how far it got.
     """
     from okapi_hf.data.llm import LLMError
 
@@ -289,13 +316,18 @@ async def run_rows(
         rejected_before = [r for r in rejected_before if r["id"] not in stale_ids]
     done = {row["id"] for row in written_before} | {row["id"] for row in rejected_before}
     todo = [row for row in rows if row["id"] not in done]
-    report = RunReport(step=step, out=out, total=len(rows), resumed=len(rows) - len(todo), retried=len(stale))
+    report = report if report is not None else RunReport(step=step, out=out)
+    report.step, report.out, report.total = step, out, len(rows)
+    report.resumed, report.retried = len(rows) - len(todo), len(stale)
     marker.unlink(missing_ok=True)
     bar = tqdm(total=len(rows), initial=report.resumed, desc=step, unit="row", disable=not progress)
     pending = iter(todo)  # shared by the workers; asyncio switches only at awaits, so this is safe
+    stopping = False
 
     async def worker(f_out: Any, f_rej: Any) -> None:
         for row in pending:
+            if stopping:  # cancelled: take no new row
+                return
             source = sources[row["id"]]
             try:
                 result = await work(row)
@@ -314,18 +346,100 @@ async def run_rows(
             if client is not None:
                 bar.set_postfix(client.usage.postfix(), refresh=False)
 
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+
     try:
         with out.open("a", encoding="utf-8") as f_out, rejects.open("a", encoding="utf-8") as f_rej:
-            await asyncio.gather(*(worker(f_out, f_rej) for _ in range(min(max_in_flight, len(todo)))))
+            workers = [
+                asyncio.ensure_future(worker(f_out, f_rej)) for _ in range(min(max_in_flight, len(todo)))
+            ]
+            try:
+                await _all_workers(workers, stop)
+            except asyncio.CancelledError:
+                report.interrupted = True
+                raise
     finally:
         bar.close()
-    if rejects.is_file() and rejects.stat().st_size == 0:
-        rejects.unlink()
+        if rejects.is_file() and rejects.stat().st_size == 0:
+            rejects.unlink()
     if not report.failed:
         marker.write_text(json.dumps({"total": len(rows), "step": step}), encoding="utf-8")
     if client is not None:
         report.usage = client.usage.summary()
     return report
+
+
+async def _all_workers(workers: list[asyncio.Future[None]], stop: Callable[[], None]) -> None:
+    """Wait for every worker; when this is cancelled (Ctrl-C) or a worker crashes, end the others first.
+
+    The files they append to close after this returns, so no worker may outlive it.
+    """
+    if not workers:  # nothing left to do
+        return
+    try:
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        await _stop_workers(workers, stop)
+        raise
+    crashed = [w for w in done if not w.cancelled() and w.exception() is not None]
+    if crashed:
+        await _stop_workers(workers, stop)
+        raise crashed[0].exception()
+
+
+async def _stop_workers(workers: list[asyncio.Future[None]], stop: Callable[[], None]) -> None:
+    """Cancel the workers until they have ended; ``stop`` keeps any from taking a new row.
+
+    A worker may swallow a cancellation (library code that catches it, ``asyncio.wait_for`` on Python
+    3.11 when its answer arrives at the same moment) and carry on: it is cancelled again, and ends at
+    its next await. A finished row is written before a worker next awaits, so none is lost.
+    """
+    stop()
+    running = {w for w in workers if not w.done()}
+    while running:
+        for w in running:
+            w.cancel()
+        _, running = await asyncio.wait(running, timeout=0.05)
+    for w in workers:  # retrieved, so asyncio does not log them as never retrieved
+        if not w.cancelled():
+            w.exception()
+
+
+def run_step(main: Coroutine[Any, Any, T], clients: Sequence[Any], interrupted: Callable[[], str]) -> T:
+    """Run a step's coroutine in a fresh event loop, closing its LLM ``clients`` there.
+
+    In-process models are loaded first, here: Ctrl-C while loading is then an ordinary
+    KeyboardInterrupt, a model that cannot be loaded fails before any row is touched, and the rows'
+    generation threads only generate, which stops at the next token. Ctrl-C during the run cancels
+    it: requests in flight are dropped, rows already finished stay written, and
+    :class:`StepInterrupted` carries the line ``interrupted()`` gives (e.g. :meth:`RunReport.interruption`).
+    """
+    from okapi_hf.data.llm import run_async
+
+    try:
+        for client in clients:
+            load = getattr(client.backend, "load", None)
+            if load is not None:
+                load()
+    except BaseException:
+        main.close()  # never started: no "coroutine was never awaited" warning
+        raise
+
+    async def go() -> T:
+        try:
+            return await main
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    try:
+        return run_async(go())
+    except StepInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise StepInterrupted(interrupted()) from None
 
 
 def _check_same_inputs(previous: list[dict[str, Any]], sources: dict[str, str], out: Path) -> None:

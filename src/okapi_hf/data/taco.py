@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.errors import ConfigError, DataError, UnknownLanguageError
 from okapi_hf.languages import Language, get_language, languages
 from okapi_hf.prompts import to_messages
@@ -35,6 +36,10 @@ INSTRUCTION_LABEL = "Instruction in English:"
 ENGLISH_RESPONSE_LABEL = "Response in English:"
 # Where the English answer comes from when a row is built (see taco_record).
 ANSWER_SOURCES = ("row", "model")
+# The sampling of the rows' requests, which --temperature and --max-tokens override: greedy, the
+# translations' retries included.
+TEMPERATURE = 0.0
+MAX_TOKENS = 1024
 
 # A part label as models write it: any case, extra spaces, markdown around it ("**Response in Nepali:**",
 # "### Response in Nepali:", "__Response in Nepali__:"). The language is one word; see _labels for which.
@@ -208,6 +213,7 @@ async def taco_record(
     english: dict[str, Any] | None = None,
     prompts_dir: Path | None = None,
     answer: str = "row",
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> dict[str, Any]:
     """One SFT row in ``lang`` as a TaCo row (raises ``RowRejected`` with a reason when it cannot be).
 
@@ -249,7 +255,9 @@ async def taco_record(
         _unlabelled(output)
 
     def ask(text: str, source: str, target: str, field: str) -> Any:
-        return _translate(text, source, target, client, field=field, prompts_dir=prompts_dir)
+        return _translate(
+            text, source, target, client, field=field, prompts_dir=prompts_dir, sampling=sampling
+        )
 
     if english is not None:
         if None not in (english.get("id"), row.get("id")) and _source_key(english) != _source_key(row):
@@ -273,7 +281,7 @@ async def taco_record(
             en_response = await ask(output, language.code, "en", "output")
         response = output.strip()
     else:
-        en_response = await _answer_in_english(en_instruction, en_input, client, prompts_dir)
+        en_response = await _answer_in_english(en_instruction, en_input, client, prompts_dir, sampling)
     _unlabelled(en_response)  # checked before the translation back is paid for
     if answer == "model":
         response = _unlabelled(await ask(en_response, "en", language.code, "response"))
@@ -296,6 +304,7 @@ def make_taco(
     english_rows: Sequence[dict[str, Any]] | None = None,
     prompts_dir: Path | None = None,
     answer: str = "row",
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> Any:
     """The runner's per-row work: :func:`taco_record` with each row's English row looked up.
 
@@ -320,7 +329,13 @@ def make_taco(
     async def work(row: dict[str, Any]) -> dict[str, Any]:
         english = by_source.get(_source_key(row)) if by_source else None
         return await taco_record(
-            row, client, lang=language.code, english=english, prompts_dir=prompts_dir, answer=answer
+            row,
+            client,
+            lang=language.code,
+            english=english,
+            prompts_dir=prompts_dir,
+            answer=answer,
+            sampling=sampling,
         )
 
     return work
@@ -354,7 +369,14 @@ def _source_key(row: dict[str, Any]) -> str | None:
 
 
 async def _translate(
-    text: str, source: str, target: str, client: Any, *, field: str, prompts_dir: Path | None
+    text: str,
+    source: str,
+    target: str,
+    client: Any,
+    *,
+    field: str,
+    prompts_dir: Path | None,
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> str:
     """A checked translation of one field (code, links and numbers kept), or ``RowRejected``.
 
@@ -376,9 +398,10 @@ async def _translate(
         {"role": "user", "content": render("translate_user", prompts_dir, text=protected)},
     ]
     meta = {"text": protected, "src_lang": source, "tgt_lang": target}
+    fields = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
     problem = ""
     for attempt in range(ATTEMPTS):
-        result = await client.complete(ChatRequest.chat(messages, temperature=0.0, sample=attempt, meta=meta))
+        result = await client.complete(ChatRequest.chat(messages, sample=attempt, meta=meta, **fields))
         raw = result.text.strip()
         if result.finish_reason == "length":
             problem = f"{field}: translation cut at max_tokens"
@@ -399,7 +422,7 @@ async def _translate(
 
 
 async def _answer_in_english(
-    instruction: str, okapi_input: str, client: Any, prompts_dir: Path | None
+    instruction: str, okapi_input: str, client: Any, prompts_dir: Path | None, sampling: Sampling
 ) -> str:
     """The client's English answer to the English request, or ``RowRejected``."""
     from okapi_hf.data.llm import ChatRequest
@@ -409,7 +432,8 @@ async def _answer_in_english(
 
     messages = [{"role": "system", "content": render("taco_answer", prompts_dir)}]
     messages += to_messages(instruction, okapi_input)
-    result = await client.complete(ChatRequest.chat(messages, temperature=0.0))
+    fields = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    result = await client.complete(ChatRequest.chat(messages, **fields))
     text = result.text.strip()
     if result.finish_reason == "length":
         raise RowRejected("English answer: cut at max_tokens")

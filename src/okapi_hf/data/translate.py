@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from okapi_hf.data.llm import ChatRequest
+from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.data.prompts import render
 from okapi_hf.data.runner import RowRejected
 from okapi_hf.langid import language_score
@@ -20,6 +21,11 @@ from okapi_hf.languages import get_language
 
 FIELDS = ("instruction", "input", "output")
 ATTEMPTS = 2
+# The step's own sampling, which --temperature and --max-tokens override: greedy, and a retry that
+# samples, since at temperature 0 a deterministic backend would only repeat its first answer.
+TEMPERATURE = 0.0
+RETRY_TEMPERATURE = 0.7
+MAX_TOKENS = 1024
 # Below this score a text is taken to be in another language; checked only on texts with enough letters.
 MIN_LANGUAGE_SCORE = 0.5
 MIN_LETTERS_TO_CHECK = 20
@@ -56,9 +62,18 @@ def restore(text: str, spans: list[str]) -> str:
 
 
 def translate_request(
-    text: str, lang: str, *, prompts_dir: Path | None = None, attempt: int = 0
+    text: str,
+    lang: str,
+    *,
+    prompts_dir: Path | None = None,
+    attempt: int = 0,
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> ChatRequest:
-    """One field's translation request: the prompt for chat models, ``meta`` for MT models."""
+    """One field's translation request: the prompt for chat models, ``meta`` for MT models.
+
+    The first attempt is greedy unless ``sampling`` says otherwise; a retry samples, at the given
+    temperature when it is above 0, else at RETRY_TEMPERATURE.
+    """
     target = get_language(lang).name
     messages = [
         {
@@ -68,12 +83,20 @@ def translate_request(
         {"role": "user", "content": render("translate_user", prompts_dir, text=text)},
     ]
     meta = {"text": text, "src_lang": "en", "tgt_lang": lang}
-    # a retry samples: at temperature 0 a deterministic backend would only repeat its first answer
-    return ChatRequest.chat(messages, temperature=0.0 if attempt == 0 else 0.7, sample=attempt, meta=meta)
+    fields = sampling.fields(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    if attempt > 0:
+        fields["temperature"] = fields["temperature"] or RETRY_TEMPERATURE
+    return ChatRequest.chat(messages, sample=attempt, meta=meta, **fields)
 
 
 async def translate_text(
-    text: str, lang: str, client: Any, *, field: str, prompts_dir: Path | None = None
+    text: str,
+    lang: str,
+    client: Any,
+    *,
+    field: str,
+    prompts_dir: Path | None = None,
+    sampling: Sampling = STEP_DEFAULTS,
 ) -> str:
     """A checked translation of one text (placeholders kept, target language), or :class:`RowRejected`."""
     if not text.strip():
@@ -84,7 +107,7 @@ async def translate_text(
     problem = ""
     for attempt in range(ATTEMPTS):
         result = await client.complete(
-            translate_request(protected, lang, prompts_dir=prompts_dir, attempt=attempt)
+            translate_request(protected, lang, prompts_dir=prompts_dir, attempt=attempt, sampling=sampling)
         )
         try:
             translated = restore(result.text.strip(), spans)
@@ -105,7 +128,9 @@ def is_in_language(text: str, lang: str) -> bool:
     return language_score(text, lang) >= MIN_LANGUAGE_SCORE
 
 
-def make_translate(lang: str, client: Any, *, prompts_dir: Path | None = None) -> Any:
+def make_translate(
+    lang: str, client: Any, *, prompts_dir: Path | None = None, sampling: Sampling = STEP_DEFAULTS
+) -> Any:
     """The runner's per-row work: the row with instruction, input and output in ``lang``."""
     lang = get_language(lang).code
 
@@ -117,7 +142,9 @@ def make_translate(lang: str, client: Any, *, prompts_dir: Path | None = None) -
             value = row.get(name)
             if value is None:
                 continue
-            out[name] = await translate_text(str(value), lang, client, field=name, prompts_dir=prompts_dir)
+            out[name] = await translate_text(
+                str(value), lang, client, field=name, prompts_dir=prompts_dir, sampling=sampling
+            )
         return out
 
     return work

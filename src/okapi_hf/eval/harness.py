@@ -48,6 +48,7 @@ def run_eval(
     output: str | Path = "eval_results",
     *,
     limit: int | float | None = None,
+    num_fewshot: int | None = None,
     batch_size: int | str = 1,
     device: str | None = None,
     model_name: str | None = None,
@@ -58,8 +59,12 @@ def run_eval(
     from lm_eval.utils import handle_non_serializable
 
     tasks = select_tasks(langs, benchmarks)
+    model_name = model_name or model_args
+    model_args = resolve_model_args(model_args)
+    device = device or default_device()
     start = time.perf_counter()
-    manager = TaskManager(include_path=str(tasks_path()))
+    # only the okapi tasks: indexing lm-eval's thousands of built-in task files takes 10+ s per run
+    manager = TaskManager(include_path=str(tasks_path()), include_defaults=False)
     index_seconds = time.perf_counter() - start
     results = simple_evaluate(
         model=model,
@@ -67,6 +72,7 @@ def run_eval(
         tasks=tasks,
         task_manager=manager,
         limit=limit,
+        num_fewshot=num_fewshot,
         batch_size=batch_size,
         device=device,
         log_samples=False,
@@ -79,8 +85,46 @@ def run_eval(
     (out / "results.json").write_text(
         json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False), encoding="utf-8"
     )
-    write_report(results, out, model_name or model_args)
+    write_report(results, out, model_name)
     return results
+
+
+def default_device() -> str:
+    """The accelerator that exists: CUDA, else Apple's MPS, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_model_args(model_args: str) -> str:
+    """``pretrained=`` of lm-eval's model args as okapi-hf reads a model argument everywhere.
+
+    A preset or a ``.gguf`` file becomes its converted folder; a LoRA adapter folder (what LoRA stages
+    save) becomes ``pretrained=<its base>,peft=<the adapter>``, which lm-eval's ``hf`` model loads.
+    """
+    from okapi_hf.models import adapter_chain, resolve_model
+
+    parts = [p for p in model_args.split(",") if p.strip()]
+    values = dict(p.split("=", 1) for p in parts if "=" in p)
+    if "pretrained" not in values:
+        return model_args
+    path = resolve_model(values["pretrained"])
+    base, adapters = adapter_chain(path)
+    if len(adapters) > 1:
+        raise OkapiError(
+            f"{values['pretrained']} is a LoRA adapter on another adapter ({adapters[0]}); lm-eval loads one "
+            "adapter: train the stage with merge_lora=true, or evaluate a merged copy"
+        )
+    values["pretrained"] = base
+    if adapters:
+        if "peft" in values:
+            raise OkapiError(f"model_args: {values['pretrained']} is an adapter already; drop peft=")
+        values["peft"] = str(adapters[0])
+    return ",".join(f"{k}={v}" for k, v in values.items())
 
 
 def write_report(results: dict[str, Any], out: Path, model_name: str) -> None:

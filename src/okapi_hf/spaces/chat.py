@@ -310,7 +310,8 @@ NO_MODEL_TEXT = f"""\
 ## This chat Space has no model configured
 
 Set the environment variable `{MODEL_ENV}` to the model to chat with: a model folder
-(for example one written by `okapi-hf train sft`) or a Hub model id. On a Hugging Face Space this is a
+(for example one written by `okapi-hf train sft`, a LoRA adapter too), a Hub model id, a `.gguf` file or
+a preset such as `gemma-3-270m` (see `okapi-hf models list`). On a Hugging Face Space this is a
 *variable* under Settings → Variables and secrets; then restart the Space. Visitors cannot choose the
 model.
 
@@ -332,8 +333,8 @@ def _load_error_text(model: str, error: BaseException) -> str:
     return (
         f"## The chat model could not be loaded\n\n`{MODEL_ENV}` is `{model}`, and loading it failed:\n\n"
         f"```\n{type(error).__name__}: {error}\n```\n\n"
-        f"Point `{MODEL_ENV}` at a model folder (with config.json) or a LoRA adapter folder, or at a Hub "
-        "model id this Space can download, then restart the Space."
+        f"Point `{MODEL_ENV}` at a model folder (with config.json), a LoRA adapter folder, a .gguf file, a "
+        "preset (`okapi-hf models list`) or a Hub model id this Space can download, then restart the Space."
     )
 
 

@@ -50,7 +50,7 @@ from trl.trainer.utils import (
 
 from okapi_hf.errors import ConfigError, DataError, OkapiError
 from okapi_hf.metrics.ranking import RankingCounts
-from okapi_hf.prompts import format_prompt, to_messages
+from okapi_hf.prompts import encode, format_prompt, to_messages
 from okapi_hf.train.reward import (
     RankingDataReport,
     _report,
@@ -564,7 +564,7 @@ class _PromptAwareRowTokenizer(_RowTokenizer):
             )["input_ids"]
         if prompt is None:
             prompt = format_prompt(batch["instruction"][b], okapi_input)
-        return self.tokenizer(prompt)["input_ids"]
+        return encode(self.tokenizer, prompt)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
 from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.utils import add_fused_lm_head
 
 from okapi_hf.errors import ConfigError, DataError
-from okapi_hf.prompts import format_prompt
+from okapi_hf.prompts import encode, format_prompt
 from okapi_hf.train.ppo_config import PPOConfig
 from okapi_hf.train.ppo_math import (
     AdaptiveKLController,
@@ -46,29 +47,61 @@ RewardFunc = Callable[..., Sequence[float]]
 STATE_FILE = "ppo_state.json"
 
 
-class PolicyWithValueHead(nn.Module):
-    """A causal LM plus a linear value head on its last hidden state: one forward, log-probs and values."""
+def response_logprobs(
+    model, input_ids, attention_mask, position_ids, prompt_width: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log-probs, entropy or None) of the tokens from column ``prompt_width`` on, ``[B, R]`` each.
 
-    def __init__(self, policy: PreTrainedModel):
+    ``model`` carries trl's fused LM head (``add_fused_lm_head``): the head runs in tiles and only the
+    per-token numbers come back, so no ``[batch, sequence, vocabulary]`` logits tensor is ever made
+    (Gemma's vocabulary has 262,144 tokens: 1 MB of float32 logits per token). Prompt positions are
+    labelled -100 and skipped.
+    """
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels[:, :prompt_width] = -100
+    kwargs = {"position_ids": position_ids} if position_ids is not None else {}
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True, **kwargs
+    )
+    entropy = out.entropy[:, prompt_width - 1 :] if out.entropy is not None else None
+    return out.log_probs[:, prompt_width - 1 :], entropy
+
+
+class PolicyWithValueHead(nn.Module):
+    """A causal LM plus a linear value head on its last hidden state: one forward, log-probs and values.
+
+    The policy's fused LM head returns per-token log-probabilities and entropy instead of logits; the
+    value head reads the backbone's last hidden state, caught on its way to the LM head.
+    """
+
+    def __init__(self, policy: PreTrainedModel, temperature: float = 1.0):
         super().__init__()
+        add_fused_lm_head(policy, temperature=temperature, outputs=("log_probs", "entropy"))
         self.policy = policy
         hidden = policy.config.get_text_config().hidden_size
         self.value_head = nn.Linear(hidden, 1)
         nn.init.normal_(self.value_head.weight, std=1 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.value_head.bias)
         self.config = policy.config  # what Trainer and accelerate look up on a model
+        self._hidden: list[torch.Tensor] | None = None  # a list during forward only, not while generating
+        policy.base_model.register_forward_hook(self._catch_hidden)
 
-    def forward(self, input_ids, attention_mask, position_ids=None):
-        kwargs = {"position_ids": position_ids} if position_ids is not None else {}
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states=True,
-            use_cache=False,
-            **kwargs,
-        )
-        values = self.value_head(out.hidden_states[-1].to(self.value_head.weight.dtype)).squeeze(-1)
-        return out.logits, values
+    def _catch_hidden(self, module, args, output) -> None:
+        if self._hidden is not None:
+            self._hidden.append(output[0])
+
+    def forward(self, input_ids, attention_mask, position_ids=None, *, prompt_width: int):
+        """(log-probs, values, entropy) of the response tokens from column ``prompt_width`` on."""
+        self._hidden = []
+        try:
+            logprobs, entropy = response_logprobs(
+                self.policy, input_ids, attention_mask, position_ids, prompt_width
+            )
+            hidden = self._hidden[-1][:, prompt_width - 1 : -1]
+        finally:
+            self._hidden = None
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+        return logprobs, values, entropy
 
     # generation helpers (trl's unwrap_model_for_generation) toggle checkpointing on the model they get
     @property
@@ -135,6 +168,7 @@ class PPOTrainer(Trainer):
         self.reward_funcs = list(reward_funcs)
         self.reward_weights = list(reward_weights or [1.0] * len(self.reward_funcs))
         self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        add_fused_lm_head(self.ref_model, temperature=args.temperature)  # log-probs without logits
         train_dataset = self._tokenize(train_dataset, tokenizer, args, "train")
         if eval_dataset is not None and len(eval_dataset):  # an empty split means no evaluation
             eval_dataset = self._tokenize(eval_dataset, tokenizer, args, "eval")
@@ -142,7 +176,7 @@ class PPOTrainer(Trainer):
             eval_dataset = None
         set_seed(args.seed)  # the value head is drawn here, before Trainer seeds: same seed, same run
         super().__init__(
-            model=PolicyWithValueHead(model),
+            model=PolicyWithValueHead(model, temperature=args.temperature),
             args=args,
             data_collator=lambda rows: rows,
             train_dataset=train_dataset,
@@ -185,11 +219,11 @@ class PPOTrainer(Trainer):
         if "prompt" not in columns and "instruction" not in columns:
             raise DataError(f"{name} prompts need a `prompt` or an `instruction` column, got {columns}")
 
-        def encode(row, index):
+        def tokenize(row, index):
             text = row["prompt"] if "prompt" in row else format_prompt(row["instruction"], row.get("input"))
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{name} prompt row {row.get('id', index)}: empty prompt")
-            ids = tokenizer(text).input_ids
+            ids = encode(tokenizer, text)
             truncated = len(ids) > args.max_prompt_length
             if truncated:  # Okapi keeps the end of a long prompt, where the response begins
                 keep = ids[-args.max_prompt_length :]
@@ -199,7 +233,7 @@ class PPOTrainer(Trainer):
                 ids = keep
             return {"prompt_text": text, "prompt_ids": ids, "truncated": truncated}
 
-        return dataset.map(encode, with_indices=True, desc=f"tokenizing {name} prompts")
+        return dataset.map(tokenize, with_indices=True, desc=f"tokenizing {name} prompts")
 
     def prompt_summary(self) -> str:
         """How many prompts each split has and how many were left-truncated (a line per split)."""
@@ -235,22 +269,16 @@ class PPOTrainer(Trainer):
             return None  # BLOOM's ALiBi reads positions from the attention mask
         return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
-    def _forward(self, model, input_ids, attention_mask, prompt_width: int, with_values: bool = True):
-        """Log-probs (and values) of the response tokens, which start at column ``prompt_width``."""
+    def _forward(self, model, input_ids, attention_mask, prompt_width: int):
+        """(log-probs, values or None, entropy or None) of the response tokens from column ``prompt_width``.
+
+        ``model`` is the value-headed policy (values and entropy too) or the frozen reference.
+        """
         position_ids = self._position_ids(attention_mask)
-        if with_values:
-            logits, values = model(input_ids, attention_mask, position_ids)
-            values = values[:, prompt_width - 1 : -1]
-        else:
-            kwargs = {"position_ids": position_ids} if position_ids is not None else {}
-            logits = model(
-                input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
-            ).logits
-            values = None
-        logits = logits[:, prompt_width - 1 : -1].float() / self.args.temperature
-        logprobs = torch.log_softmax(logits, dim=-1)
-        taken = logprobs.gather(-1, input_ids[:, prompt_width:, None]).squeeze(-1)
-        return taken, values, logprobs
+        if model is self.ref_model:
+            logprobs, _ = response_logprobs(model, input_ids, attention_mask, position_ids, prompt_width)
+            return logprobs, None, None
+        return model(input_ids, attention_mask, position_ids, prompt_width=prompt_width)
 
     def _response_mask(self, responses: torch.Tensor) -> torch.Tensor:
         """1 up to and including the first EOS; everything after it is padding."""
@@ -292,9 +320,8 @@ class PPOTrainer(Trainer):
             responses = responses.masked_fill(response_mask == 0, tok.pad_token_id)
             input_ids = torch.cat([prompt_ids, responses], dim=1)
             attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
-            logprobs, values, full = self._forward(self.model, input_ids, attention_mask, width)
-            entropy = -(full.exp() * full).sum(-1)
-            ref_logprobs, _, _ = self._forward(self.ref_model, input_ids, attention_mask, width, False)
+            logprobs, values, entropy = self._forward(self.model, input_ids, attention_mask, width)
+            ref_logprobs, _, _ = self._forward(self.ref_model, input_ids, attention_mask, width)
             timings["time/forward"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             scores = self._score(chunk, input_ids, attention_mask, responses, response_mask)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from trl import ModelConfig, TrlParser
 
-from okapi_hf.errors import OkapiError
+from okapi_hf.errors import ConfigError, OkapiError
 
 logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -42,6 +42,29 @@ class RunArguments:
     )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N validation rows."}
+    )
+    recipe: str = field(
+        default="", metadata={"help": "The recipe these values came from (set by `okapi-hf train`)."}
+    )
+    tuned_for: str = field(
+        default="",
+        metadata={
+            "help": "What the recipe was made for (model size, hardware, time); shown in summaries and cards."
+        },
+    )
+    max_model_parameters: int | None = field(
+        default=None,
+        metadata={
+            "help": "Refuse a model with more parameters than this: the tiny recipes' settings (full fine-tuning "
+            "at lr 1e-3) wreck a real model. null: any size."
+        },
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "With use_peft: save the base model with the LoRA adapter merged in, instead of the adapter "
+            "alone (the default; its adapter_config.json names the base model)."
+        },
     )
 
     def run_dir(self) -> Path:
@@ -94,6 +117,7 @@ def parse_stage_args(
         raise OkapiError(f"{parser.context}: {e}") from e
     if not run_args.lang:
         raise OkapiError("no language given: pass --lang (or set `lang` in the recipe)")
+    run_args.recipe = str(recipe)
     return run_args, config, model_args
 
 
@@ -112,7 +136,7 @@ STAGE_NAMES = {"sft": "SFT model", "rm": "reward model", "rl": "RLHF policy", "d
 def previous_stage(run_args: RunArguments, stage: str) -> str:
     """The output folder of an earlier stage of this run, or an error naming the command that makes it."""
     folder = run_args.run_dir() / stage
-    if (folder / "config.json").is_file():
+    if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
         return str(folder)
     command = f"okapi-hf train {stage} --lang {run_args.lang}"
     if run_args.run:
@@ -138,10 +162,52 @@ def start_model(model_args: ModelConfig, run_args: RunArguments) -> str:
 
 
 def check_model_path(path: str) -> str:
-    """A local-looking path must exist (anything else is treated as a Hub id by from_pretrained)."""
-    if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
-        raise OkapiError(f"model folder {path} does not exist")
-    return path
+    """The loadable form of a model argument (see ``okapi_hf.models.resolve_model``).
+
+    Presets and ``.gguf`` files become their converted folder, which is what later stages and cards
+    name; a local path that does not exist is an error; anything else is a Hub id.
+    """
+    from okapi_hf.models import resolve_model
+
+    return resolve_model(path)
+
+
+def check_recipe_fits(run_args: RunArguments, model: Any) -> None:
+    """Refuse a model bigger than the recipe was made for, naming a recipe that fits.
+
+    ``model`` is a path (counted from its safetensors headers, before any weight loads) or a loaded
+    model (a Hub id, counted once downloaded).
+    """
+    from okapi_hf.models import parameter_count
+
+    limit = run_args.max_model_parameters
+    if limit is None:
+        return
+    if isinstance(model, (str, Path)):
+        name, n = str(model), parameter_count(model)
+    else:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        name, n = base.config._name_or_path, sum(p.numel() for p in base.parameters())
+    if n is not None and n > limit:
+        made_for = run_args.tuned_for or f"models of at most {limit:,} parameters"
+        raise ConfigError(
+            f"recipe {run_args.recipe} is made for {made_for}; {name} has {n / 1e6:.0f}M parameters: use "
+            "--recipe small (a real model of 100M-1B parameters, LoRA) or a recipe made for it, or pass "
+            "max_model_parameters=null to force it"
+        )
+
+
+def trainer_model(path: str, auto_class: type, config: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) for a trl trainer: ``(path, None)`` lets trl load a plain model itself, with
+    ``config.model_init_kwargs``; a LoRA adapter folder (an earlier LoRA stage) is loaded here with its
+    chain of bases and merged, since trl cannot load one."""
+    from okapi_hf.models import is_adapter, load_model, load_tokenizer
+
+    if not is_adapter(path):
+        return path, None
+    init = dict(config.model_init_kwargs or {})
+    config.model_init_kwargs = None  # used here; trl would warn that it ignores them
+    return load_model(path, auto_class, **init, **kwargs), load_tokenizer(path)
 
 
 def resolve_resume(value: str | bool | None, out: str | Path) -> str | bool | None:
@@ -189,16 +255,39 @@ def load_splits(run_args: RunArguments, langs: list[str], subset: str, config: A
     return data["train"], None
 
 
-def save_trained(trainer: Any, out: str | Path, use_peft: bool) -> None:
-    """Weights (safetensors) and tokenizer; LoRA is merged first so the result loads without peft."""
+def save_trained(trainer: Any, out: str | Path, use_peft: bool, *, base: str, merge: bool = False) -> None:
+    """Weights (safetensors) and tokenizer.
+
+    A LoRA stage saves its adapter (``adapter_model.safetensors``), whose ``adapter_config.json`` names
+    ``base``, the model the stage started from (itself possibly an adapter): later stages, chat and
+    evaluation load the chain with ``okapi_hf.models.load_model``. ``merge`` saves the merged model
+    instead, which loads without peft.
+    """
     if not use_peft:
         trainer.save_model(str(out))
         return
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        merged.save_pretrained(out)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if merge:
+            model.merge_and_unload().save_pretrained(out)
+        else:
+            model.save_pretrained(out)
+            _set_adapter_base(Path(out), base)
         trainer.processing_class.save_pretrained(out)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _set_adapter_base(out: Path, base: str) -> None:
+    """Name the start model in ``adapter_config.json`` (peft writes the bottom model of a merged chain)."""
+    import json
+
+    from okapi_hf.fsutil import atomic_write_text
+
+    path = out / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str(Path(base).resolve()) if Path(base).exists() else base
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def write_run_config(out_dir: str | Path, *configs: Any) -> Path:

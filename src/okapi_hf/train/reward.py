@@ -30,7 +30,7 @@ from trl.trainer.utils import pad
 
 from okapi_hf.errors import DataError, OkapiError
 from okapi_hf.metrics.ranking import RankingCounts
-from okapi_hf.prompts import format_prompt, to_messages
+from okapi_hf.prompts import encode, format_prompt, special_prefix, to_messages
 from okapi_hf.train.utils import freeze_bottom_layers
 
 logger = logging.getLogger(__name__)
@@ -484,7 +484,8 @@ class _RowTokenizer:
             ]
         if prompt is None:
             prompt = format_prompt(batch["instruction"][b], okapi_input)
-        return self.tokenizer([prompt + r + self.eos for r in responses])["input_ids"] if responses else []
+        prefix = special_prefix(self.tokenizer)
+        return [encode(self.tokenizer, prompt + r + self.eos, prefix=prefix) for r in responses]
 
 
 def _report(name: str, dataset: Dataset) -> RankingDataReport:

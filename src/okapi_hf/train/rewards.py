@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from trl.trainer.utils import pad
 
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.langid import identify, language_score
 from okapi_hf.languages import get_language
+from okapi_hf.models import is_adapter, load_model, load_tokenizer
+from okapi_hf.prompts import encode
 
 # -- the reward model -----------------------------------------------------------------------------------
 
@@ -52,7 +54,9 @@ class RewardModelScorer:
             raise ConfigError(f"RewardModelScorer: batch_size must be at least 1, got {batch_size}")
         if isinstance(path_or_model, (str, Path)):
             self.source = str(path_or_model)
-            model = AutoModelForSequenceClassification.from_pretrained(self.source, **model_kwargs)
+            if is_adapter(self.source):  # a LoRA reward model: its base has no score head of its own
+                model_kwargs = {"num_labels": 1, **model_kwargs}
+            model = load_model(self.source, AutoModelForSequenceClassification, **model_kwargs)
         else:
             model = path_or_model
             self.source = model.config._name_or_path
@@ -61,7 +65,7 @@ class RewardModelScorer:
                 f"the reward model {self.source} has {model.config.num_labels} outputs; a reward model from "
                 "`okapi-hf train rm` has exactly one (num_labels=1)"
             )
-        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(self.source)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(self.source)
         if self.tokenizer.pad_token_id is not None:
             self.pad_token_id = self.tokenizer.pad_token_id
             eos = self.tokenizer.eos_token
@@ -87,7 +91,7 @@ class RewardModelScorer:
         if isinstance(prompt, list):  # chat messages; the template closes the assistant turn itself
             messages = [*prompt, *(completion if isinstance(completion, list) else [_assistant(completion)])]
             return self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-        return self.tokenizer(prompt + _completion_text(completion) + self.eos)["input_ids"]
+        return encode(self.tokenizer, prompt + _completion_text(completion) + self.eos)
 
     def __call__(self, prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
         if len(prompts) != len(completions):

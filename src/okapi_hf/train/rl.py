@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from datasets import Dataset
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from trl import (
     GRPOConfig,
     GRPOTrainer,
@@ -34,10 +34,12 @@ from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.langid import require_identifier
 from okapi_hf.languages import resolve_langs
-from okapi_hf.prompts import format_prompt
+from okapi_hf.models import load_tokenizer
+from okapi_hf.prompts import format_prompt, prefix_text, special_prefix
 from okapi_hf.train.recipes import (
     RunArguments,
     check_model_path,
+    check_recipe_fits,
     head,
     load_splits,
     model_init_kwargs,
@@ -46,6 +48,7 @@ from okapi_hf.train.recipes import (
     resolve_resume,
     save_trained,
     start_model,
+    trainer_model,
     write_run_config,
 )
 from okapi_hf.train.rewards import LANGUAGE_REWARDS, RewardModelScorer
@@ -216,11 +219,16 @@ class PromptDataReport:
 
 
 class _PromptBuilder:
-    """``Dataset.map`` function: Okapi's prompt text per row, its start cut off when too long."""
+    """``Dataset.map`` function: Okapi's prompt text per row, its start cut off when too long.
+
+    trl tokenizes RLOO/GRPO prompts without special tokens, so the tokenizer's default prefix (Gemma's
+    and Llama's BOS) is written into the text: the policy sees the ids every other stage gives it.
+    """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int | None):
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.num_special = len(tokenizer("")["input_ids"])  # bos etc. that trl's tokenization adds again
+        self.prefix = prefix_text(tokenizer)
+        self.num_special = len(special_prefix(tokenizer))
         if max_length is not None and max_length <= self.num_special:
             raise ConfigError(f"max_prompt_length={max_length} leaves no room next to the special tokens")
 
@@ -233,13 +241,16 @@ class _PromptBuilder:
                     f"RL prompt row {batch['id'][b] if 'id' in batch else index}: empty instruction"
                 )
             prompts.append(format_prompt(instruction, batch["input"][b] if "input" in batch else ""))
-        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
+        lengths = [len(ids) + self.num_special for ids in self._ids(prompts)]
         for b, length in enumerate(lengths):
             cut = self.max_length is not None and length > self.max_length
             if cut:
                 prompts[b] = self._left_truncate(prompts[b])
             truncated.append(cut)
-        return {"prompt": prompts, "truncated": truncated}
+        return {"prompt": [self.prefix + p for p in prompts], "truncated": truncated}
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _left_truncate(self, text: str) -> str:
         """The longest end of ``text`` that tokenizes to at most ``max_length`` tokens.
@@ -257,7 +268,7 @@ class _PromptBuilder:
                 tail = text[encoded["offset_mapping"][first][0] :]
             else:
                 tail = self.tokenizer.decode(encoded["input_ids"][first:])
-            if len(self.tokenizer(tail)["input_ids"]) <= self.max_length:
+            if len(self._ids([tail])[0]) + self.num_special <= self.max_length:
                 return tail
         raise DataError(f"could not cut a prompt to {self.max_length} tokens: {text[:80]!r}...")
 
@@ -309,10 +320,8 @@ def train_trl_rl(
     langs = resolve_langs(run_args.lang)
 
     trust = config.trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(
-        policy, revision=model_args.model_revision, trust_remote_code=trust
-    )
-    reward_tokenizer = AutoTokenizer.from_pretrained(config.reward_model_path, trust_remote_code=trust)
+    tokenizer = load_tokenizer(policy, revision=model_args.model_revision, trust_remote_code=trust)
+    reward_tokenizer = load_tokenizer(config.reward_model_path, trust_remote_code=trust)
     check_tokenizers_match(tokenizer, reward_tokenizer, policy, config.reward_model_path)
 
     train, evaluation = load_splits(run_args, langs, "rl", config)
@@ -331,8 +340,10 @@ def train_trl_rl(
         logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
         config.num_unfrozen_layers = None
     config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
+    check_recipe_fits(run_args, policy)  # from the weight files' headers, before anything loads
+    loaded, _ = trainer_model(policy, AutoModelForCausalLM, config)
     trainer = TRAINERS[config.algorithm](
-        policy,
+        loaded,
         reward_funcs=reward_funcs,
         args=config,
         train_dataset=train,
@@ -341,6 +352,7 @@ def train_trl_rl(
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    check_recipe_fits(run_args, trainer.model)
     if config.num_unfrozen_layers is not None:  # before train(), which builds the optimizer
         freeze_bottom_layers(trainer.model, config.num_unfrozen_layers)
     if trainer.is_world_process_zero():
@@ -352,7 +364,7 @@ def train_trl_rl(
     metrics = trainer.evaluate() if evaluation is not None else {}
     trainer.save_state()  # trainer_state.json: rewards, KL and lengths of every logging step, then eval
 
-    save_trained(trainer, out, model_args.use_peft)
+    save_trained(trainer, out, model_args.use_peft, base=policy, merge=run_args.merge_lora)
     if trainer.is_world_process_zero():
         _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
     logger.info("%s policy saved to %s", config.algorithm.upper(), out)
@@ -406,6 +418,7 @@ def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
         },
         metrics=shown,
         data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
+        model_dir=out,
         tags=["trl", "rlhf", config.algorithm],
         pipeline_tag="text-generation",
     )

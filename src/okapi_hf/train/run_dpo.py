@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import AutoModelForCausalLM
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
@@ -19,6 +20,7 @@ from okapi_hf.languages import resolve_langs
 from okapi_hf.train.dpo import ListwiseDPOConfig, ListwiseDPOTrainer
 from okapi_hf.train.recipes import (
     RunArguments,
+    check_recipe_fits,
     head,
     load_splits,
     model_init_kwargs,
@@ -27,6 +29,7 @@ from okapi_hf.train.recipes import (
     resolve_resume,
     save_trained,
     start_model,
+    trainer_model,
     write_run_config,
 )
 
@@ -66,14 +69,18 @@ def train_dpo(run_args: RunArguments, config: ListwiseDPOConfig, model_args: Mod
 
     model_args.lora_task_type = "CAUSAL_LM"
     config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
+    check_recipe_fits(run_args, model)  # from the weight files' headers, before anything loads
+    loaded, tokenizer = trainer_model(model, AutoModelForCausalLM, config)
     trainer = ListwiseDPOTrainer(
-        model,
+        loaded,
+        processing_class=tokenizer,
         args=config,
         train_dataset=train,
         eval_dataset=evaluation,
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    check_recipe_fits(run_args, trainer.model)
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
         trainer.save_data_reports(out)
@@ -81,7 +88,7 @@ def train_dpo(run_args: RunArguments, config: ListwiseDPOConfig, model_args: Mod
     metrics = trainer.evaluate() if evaluation is not None else {}
     trainer.save_state()  # trainer_state.json: the metrics of every logging step and of the final evaluation
 
-    save_trained(trainer, out, model_args.use_peft)
+    save_trained(trainer, out, model_args.use_peft, base=model, merge=run_args.merge_lora)
     if trainer.is_world_process_zero():
         _write_card(out, model, langs, run_args, config, trainer, metrics)
     logger.info("DPO policy saved to %s", out)
@@ -110,6 +117,7 @@ def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
         },
         metrics=shown,
         data_report="\n".join(f"- {r.summary()}" for r in trainer.data_reports.values()),
+        model_dir=out,
         tags=["dpo", "trl", "alignment"],
         pipeline_tag="text-generation",
     )

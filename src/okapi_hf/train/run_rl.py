@@ -12,17 +12,19 @@ import logging
 from pathlib import Path
 
 import yaml
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 from trl import ModelConfig
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import OkapiError
 from okapi_hf.languages import resolve_langs
+from okapi_hf.models import load_model, load_tokenizer
 from okapi_hf.train.ppo import PPOTrainer
 from okapi_hf.train.ppo_config import PPOConfig
 from okapi_hf.train.recipes import (
     RunArguments,
     check_model_path,
+    check_recipe_fits,
     head,
     load_splits,
     model_init_kwargs,
@@ -102,15 +104,16 @@ def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig
     rm_path = check_model_path(config.reward_model_path or previous_stage(run_args, "rm"))
     langs = resolve_langs(run_args.lang)
 
-    tokenizer = AutoTokenizer.from_pretrained(policy_path, revision=model_args.model_revision)
-    rm_tokenizer = AutoTokenizer.from_pretrained(rm_path)
+    tokenizer = load_tokenizer(policy_path, revision=model_args.model_revision)
+    rm_tokenizer = load_tokenizer(rm_path)
     check_tokenizers_match(tokenizer, rm_tokenizer, policy_path, rm_path)  # before any weights load
     train, evaluation = load_splits(run_args, langs, "rl")
     train = head(train, run_args.max_train_samples)
 
     init = model_init_kwargs(model_args)
-    policy = AutoModelForCausalLM.from_pretrained(policy_path, **init)
-    reward_model = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, **init)
+    check_recipe_fits(run_args, policy_path)
+    policy = load_model(policy_path, AutoModelForCausalLM, **init)
+    reward_model = load_model(rm_path, AutoModelForSequenceClassification, num_labels=1, **init)
     reward_funcs, weights = [], []
     if config.language_reward_weight:
         from okapi_hf.train.rewards import LANGUAGE_REWARDS

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card, stage_history
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.recipes import (
     RunArguments,
+    check_recipe_fits,
     head,
     load_splits,
     model_init_kwargs,
@@ -25,6 +27,7 @@ from okapi_hf.train.recipes import (
     resolve_resume,
     save_trained,
     start_model,
+    trainer_model,
     write_run_config,
 )
 from okapi_hf.train.reward import RankedRewardConfig, RankedRewardTrainer
@@ -47,11 +50,12 @@ CARD_HYPERPARAMETERS = (
 )
 CARD_METRICS = ("loss", "pairwise_accuracy", "top1_accuracy", "exact_ranking_accuracy", "kendall_tau")
 USAGE = """import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 from okapi_hf import format_prompt
+from okapi_hf.models import load_model, load_tokenizer  # a LoRA adapter (chain) is merged on loading
 
-tokenizer = AutoTokenizer.from_pretrained("{path}")
-model = AutoModelForSequenceClassification.from_pretrained("{path}")
+tokenizer = load_tokenizer("{path}")
+model = load_model("{path}", AutoModelForSequenceClassification, num_labels=1)
 text = format_prompt("...instruction...") + "...response..." + tokenizer.eos_token
 with torch.no_grad():
     reward = model(**tokenizer(text, return_tensors="pt")).logits[0, 0].item()"""
@@ -78,22 +82,26 @@ def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model
         config.num_unfrozen_layers = None
     quantization = get_quantization_config(model_args)
     config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
+    check_recipe_fits(run_args, model)  # from the weight files' headers, before anything loads
+    loaded, tokenizer = trainer_model(model, AutoModelForSequenceClassification, config, num_labels=1)
     trainer = RankedRewardTrainer(
-        model,
+        loaded,
         args=config,
         train_dataset=train,
         eval_dataset=evaluation,
+        processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         quantization_config=quantization,
     )
+    check_recipe_fits(run_args, trainer.model)
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
         trainer.save_data_reports(out)
     trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
-    trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
     metrics = trainer.evaluate() if evaluation is not None else {}
+    trainer.save_state()  # trainer_state.json: the metrics of every logging step and of the final evaluation
 
-    save_trained(trainer, out, model_args.use_peft)
+    save_trained(trainer, out, model_args.use_peft, base=model, merge=run_args.merge_lora)
     if trainer.is_world_process_zero():
         _write_card(out, model, langs, run_args, config, trainer, metrics)
     logger.info("reward model saved to %s", out)
@@ -122,6 +130,7 @@ def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
         },
         metrics=shown,
         data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
+        model_dir=out,
         tags=["reward-model", "trl", "rlhf"],
         pipeline_tag="text-classification",
     )

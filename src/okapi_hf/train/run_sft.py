@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, concatenate_datasets
+from transformers import AutoModelForCausalLM
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card, stage_history
@@ -26,6 +27,7 @@ from okapi_hf.languages import get_language, resolve_langs
 from okapi_hf.train.recipes import (
     RunArguments,
     check_model_path,
+    check_recipe_fits,
     head,
     load_splits,
     model_init_kwargs,
@@ -33,6 +35,7 @@ from okapi_hf.train.recipes import (
     parse_stage_args,
     resolve_resume,
     save_trained,
+    trainer_model,
     write_run_config,
 )
 from okapi_hf.train.sft import (
@@ -102,24 +105,28 @@ def train_sft(run_args: RunArguments, config: OkapiSFTConfig, model_args: ModelC
 
     train, evaluation, data_reports = load_training_data(run_args, langs, config)
 
+    check_recipe_fits(run_args, model)  # from the weight files' headers, before anything loads
     config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
+    loaded, tokenizer = trainer_model(model, AutoModelForCausalLM, config)
     trainer = OkapiSFTTrainer(
-        model,
+        loaded,
         args=config,
         train_dataset=train,
         eval_dataset=evaluation,
+        processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    check_recipe_fits(run_args, trainer.model)  # a Hub model, counted now that it is here
     reports = {**data_reports, **trainer.data_reports}
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
         save_data_reports(out, reports)
     trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
-    trainer.save_state()  # trainer_state.json: the loss curve and metrics of every logging step
     metrics = trainer.evaluate() if evaluation is not None else {}
+    trainer.save_state()  # trainer_state.json: the metrics of every logging step and of the final evaluation
 
-    save_trained(trainer, out, model_args.use_peft)
+    save_trained(trainer, out, model_args.use_peft, base=model, merge=run_args.merge_lora)
     if trainer.is_world_process_zero():
         _write_card(out, model, langs, run_args, config, reports, metrics)
     logger.info("SFT model saved to %s", out)
@@ -267,6 +274,7 @@ def _write_card(out, model, langs, run_args, config, reports, metrics) -> None:
         },
         metrics=shown,
         data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
+        model_dir=out,
         tags=["sft", "trl", "instruction-tuning"],
         pipeline_tag="text-generation",
     )

@@ -75,3 +75,51 @@ def check_tokenizers_match(policy_tokenizer, reward_tokenizer, policy_name: str,
             f"the policy {policy_name} ends responses with {policy_tokenizer.eos_token!r} but the reward model "
             f"{reward_name} was trained with {reward_tokenizer.eos_token!r}"
         )
+
+
+# -- dataset fingerprints of large tokenizers -----------------------------------------------------------
+
+
+def _tokenizer_digest(tokenizer) -> str:
+    """A digest of everything that decides how ``tokenizer`` tokenizes, cheap even for 262k tokens.
+
+    ``datasets`` fingerprints every ``map`` by pickling its function and arguments, tokenizer included,
+    with a pure-Python pickler: for Gemma's or BLOOM's 250k-token vocabularies the Python-side copies
+    of the vocabulary and merges alone take about 28 s per ``map`` (four maps before the first SFT step
+    on Gemma 3 270M: 113 of 145 s). The backend's own JSON holds the same vocabulary, merges,
+    normalizer and processors; hashed with the Python-side settings it is an exact and fast stand-in.
+    """
+    import hashlib
+
+    skip = ("_tokenizer", "_vocab", "_merges", "cache", "deprecation_warnings")
+    state = sorted((k, v) for k, v in tokenizer.__dict__.items() if k not in skip)
+    digest = hashlib.sha256(repr(state).encode())
+    backend = tokenizer.__dict__.get("_tokenizer")
+    if backend is None:  # a slow (Python) tokenizer keeps its vocabulary in the state hashed above
+        return digest.hexdigest()
+    truncation, padding = backend.truncation, backend.padding  # runtime settings, as datasets ignores them
+    backend.no_truncation(), backend.no_padding()
+    try:
+        digest.update(backend.to_str().encode())
+    finally:
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
+    return digest.hexdigest()
+
+
+def _save_tokenizer_by_digest(pickler, obj) -> None:
+    pickler.save(("okapi_hf.tokenizer", type(obj).__qualname__, _tokenizer_digest(obj)))
+
+
+def install_fast_tokenizer_fingerprints() -> None:
+    """Make ``datasets`` fingerprint a tokenizer by :func:`_tokenizer_digest` instead of pickling it whole.
+
+    ``datasets`` registers its tokenizer pickling function per tokenizer class the first time it meets
+    one; pointing that name at ours keeps its cache semantics (a changed tokenizer, a new fingerprint)
+    and makes the fingerprint a fraction of a second. Fingerprints are only ever hashed, never unpickled.
+    """
+    from datasets.utils import _dill
+
+    _dill._save_transformersPreTrainedTokenizerBase = _save_tokenizer_by_digest
