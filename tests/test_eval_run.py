@@ -11,9 +11,9 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from okapi_hf.cli import main
 from okapi_hf.errors import OkapiError
 from okapi_hf.eval.harness import select_tasks, write_report
-from okapi_hf.eval.report import collect_scores, markdown_table, model_index
+from okapi_hf.eval.report import collect_scores, documents_table, markdown_table, model_index, task_details
 
-EVAL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "okapi-eval")
+EVAL_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "okapi-eval")
 
 FAKE = {
     "results": {
@@ -21,43 +21,77 @@ FAKE = {
         "okapi_arc_bn": {"acc,none": 0.21, "acc_norm,none": 0.20},
         "okapi_mmlu_vi": {"acc,none": 0.27, "acc_norm,none": 0.28},
         "okapi_mmlu_val_de": {"acc,none": 0.26, "acc_norm,none": 0.24},
+        "okapi_truthfulqa_vi": {"mc1,none": 0.31, "mc2,none": 0.45},
         "okapi_arc": {"acc,none": 0.23, "acc_norm,none": 0.25},  # a group: not a (bench, lang) score
         "okapi_mmlu_val": {"acc,none": 0.24, "acc_norm,none": 0.26},  # a group that looks like mmlu + "val"
         "arc_vi": {"acc,none": 0.9},  # not ours
-    }
+    },
+    "n-samples": {
+        "okapi_arc_vi": {"original": 1170, "effective": 1170},
+        "okapi_arc_bn": {"original": 1165, "effective": 50},  # a --limit run
+        "okapi_mmlu_vi": {"original": 13000, "effective": 13000},
+        "okapi_mmlu_val_de": {"original": 1400, "effective": 1400},
+        "okapi_truthfulqa_vi": {"original": 785, "effective": 785},
+    },
 }
 
 
 def test_collect_scores_keeps_only_okapi_tasks():
     scores = collect_scores(FAKE)
-    assert set(scores) == {("arc", "vi"), ("arc", "bn"), ("mmlu", "vi"), ("mmlu_val", "de")}
+    assert set(scores) == {
+        ("arc", "vi"),
+        ("arc", "bn"),
+        ("mmlu", "vi"),
+        ("mmlu_val", "de"),
+        ("truthfulqa", "vi"),
+    }
     assert scores[("arc", "bn")] == {"acc": 0.21, "acc_norm": 0.20}
+    assert scores[("truthfulqa", "vi")] == {"mc1": 0.31, "mc2": 0.45}
 
 
-def test_table_has_languages_by_group_and_macro_means():
-    table = markdown_table(collect_scores(FAKE))
+def test_table_has_languages_by_group_splits_partial_marks_and_macro_means():
+    table = markdown_table(collect_scores(FAKE), "acc", task_details(FAKE))  # acc: what the authors report
     lines = table.splitlines()
-    assert lines[2] == "| language | group | ARC-Challenge | MMLU | MMLU (val split) | mean |"
-    assert lines[4] == "| German (`de`) | high | - | - | 24.0 | 24.0 |"
-    assert lines[5] == "| Vietnamese (`vi`) | high | 30.0 | 28.0 | - | 29.0 |"
-    assert lines[6] == "| Bengali (`bn`) | low | 20.0 | - | - | 20.0 |"
-    macro_arc = 100 * mean([0.30, 0.20])
+    assert lines[0] == "Okapi benchmarks, `acc` (x100)"
+    assert (
+        lines[2]
+        == "| language | group | ARC-Challenge [test] | MMLU [test] | MMLU (val split) [val] | mean |"
+    )
+    assert lines[4] == "| German (`de`) | high | - | - | 26.0 | 26.0 |"
+    assert lines[5] == "| Vietnamese (`vi`) | high | 25.0 | 27.0 | - | 26.0 |"
+    assert lines[6] == "| Bengali (`bn`) | low | 21.0* | - | - | 21.0* |"  # 50 of 1165 documents
+    macro_arc = 100 * mean([0.25, 0.21])
     assert (
         lines[7]
-        == f"| **macro mean** |  | {macro_arc:.1f} | 28.0 | 24.0 | {mean([macro_arc, 28.0, 24.0]):.1f} |"
+        == f"| **macro mean** |  | {macro_arc:.1f} | 27.0 | 26.0 | {mean([macro_arc, 27.0, 26.0]):.1f} |"
     )
+    assert "partial run" in lines[9]
+    truthful = markdown_table(collect_scores(FAKE), "mc2", task_details(FAKE)).splitlines()
+    assert truthful[2] == "| language | group | TruthfulQA (MC) [validation] | mean |"
+    assert truthful[4] == "| Vietnamese (`vi`) | high | 45.0 | 45.0 |"
+
+
+def test_documents_table_names_split_and_count():
+    table = documents_table(task_details(FAKE))
+    assert "| `okapi_arc_bn` | test | 50 | 1165 | partial (`--limit`) |" in table
+    assert "| `okapi_truthfulqa_vi` | validation | 785 | 785 | full |" in table
 
 
 def test_model_index_parses_as_hub_eval_results():
     name, results = model_index_to_eval_results(model_index(collect_scores(FAKE), "tiny"))
-    assert name == "tiny" and len(results) == 8
+    assert name == "tiny" and len(results) == 10
     by_key = {(r.dataset_type, r.metric_type): r.metric_value for r in results}
     assert by_key[("okapi_arc_vi", "acc_norm")] == 30.0
+    assert by_key[("okapi_truthfulqa_vi", "mc2")] == 45.0
+    assert {r.dataset_split for r in results if r.dataset_type == "okapi_arc_vi"} == {"test"}
 
 
 def test_write_report_files(tmp_path):
     write_report(FAKE, tmp_path, "tiny")
-    assert (tmp_path / "results.md").read_text().count("**macro mean**") == 2
+    report = (tmp_path / "results.md").read_text()
+    assert report.count("**macro mean**") == 4  # acc, acc_norm, mc1, mc2
+    assert report.index("`acc` (x100)") < report.index("`acc_norm` (x100)")  # the authors' metric first
+    assert "What was scored" in report
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     block = yaml.safe_load((tmp_path / "model_index.yaml").read_text())
     assert block["model-index"][0]["name"] == "tiny"
@@ -74,8 +108,15 @@ def test_select_tasks_and_its_errors():
     ]
     assert len(select_tasks("okapi", "arc")) == 26
     assert select_tasks("vi", "mmlu_val") == ["okapi_mmlu_val_vi"]
+    assert select_tasks("vi", "truthfulqa,arc_val") == ["okapi_truthfulqa_vi", "okapi_arc_val_vi"]
+    assert select_tasks("vi") == [
+        "okapi_arc_vi",
+        "okapi_hellaswag_vi",
+        "okapi_mmlu_vi",
+        "okapi_truthfulqa_vi",
+    ]
     with pytest.raises(OkapiError, match="unknown benchmark"):
-        select_tasks("vi", "truthfulqa")
+        select_tasks("vi", "gsm8k")
     with pytest.raises(OkapiError, match="no Okapi task for arc/en"):
         select_tasks("en", "arc")
 
@@ -97,8 +138,12 @@ def test_eval_run_end_to_end(tmp_path, monkeypatch, capsys):
     assert main([*argv, "--output", str(out), "--limit", "2", "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["okapi_hf"]["tasks"]) == {"okapi_arc_vi", "okapi_arc_de"}
+    assert results["okapi_hf"]["shots"] == "authors"
+    assert results["config"]["model"] == "okapi-hf"  # the fast scorer by default
+    assert "add_bos_token=False" in results["config"]["model_args"]  # the authors added no BOS
     scores = collect_scores(results)
     assert set(scores) == {("arc", "vi"), ("arc", "de")}
+    assert all(d["partial"] for d in task_details(results).values())
     table = (out / "results.md").read_text()
     assert "Vietnamese (`vi`)" in table and "German (`de`)" in table
     assert (out / "results.png").stat().st_size > 10_000

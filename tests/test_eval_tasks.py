@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -66,8 +67,8 @@ def _clean(text: str) -> str:
 def _expected(bench: str, row: dict) -> tuple[str, list[str], int]:
     if bench == "arc":
         options = [row.get(f"option_{k}") for k in "abcde"]
-        choices = [_clean(o) for o in options if o]
-        return f"Question: {_clean(row['instruction'])}\nAnswer:", choices, "ABCDE".index(row["answer"])
+        choices = [o for o in options if o]  # as released: the authors did not clean ARC
+        return f"Question: {row['instruction']}\nAnswer:", choices, "ABCDE".index(row["answer"])
     if bench == "mmlu":
         opts = [row[f"option_{k}"] for k in "abcd"]
         query = f"Question: {row['instruction']}\nChoices:\n" + "".join(
@@ -135,13 +136,22 @@ def scorer(tiny_model) -> Scorer:
     return Scorer(tiny_model)
 
 
-def _task_manager(*extra: Path):
+def _task_manager(*extra: Path, metadata: dict | None = None):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=[str(tasks_path()), *map(str, extra)], include_defaults=False)
+    return TaskManager(
+        include_path=[str(tasks_path()), *map(str, extra)], include_defaults=False, metadata=metadata
+    )
 
 
-def _evaluate(tiny_model: Path, eval_dir: Path, tasks: list[str], extra: tuple[Path, ...] = (), **kwargs):
+def _evaluate(
+    tiny_model: Path,
+    eval_dir: Path,
+    tasks: list[str],
+    extra: tuple[Path, ...] = (),
+    metadata: dict | None = None,
+    **kwargs,
+):
     from lm_eval import simple_evaluate
 
     with pytest.MonkeyPatch.context() as mp:
@@ -153,7 +163,7 @@ def _evaluate(tiny_model: Path, eval_dir: Path, tasks: list[str], extra: tuple[P
             device="cpu",
             batch_size=1,
             log_samples=True,
-            task_manager=_task_manager(*extra),
+            task_manager=_task_manager(*extra, metadata=metadata),
             **kwargs,
         )
 
@@ -189,7 +199,8 @@ def _check_samples(
 def test_generator_output_matches_the_shipped_files(tmp_path):
     written = generate_tasks.write(tmp_path)
     shipped = tasks_path()
-    assert len(written) == 31 * 4 + 31 + 4 + 4 + 1  # tasks (+ mmlu_val), language groups, bench groups, ...
+    # tasks (4 benchmarks + arc_val + mmlu_val), language groups, benchmark groups, resource groups, okapi
+    assert len(written) == 31 * 6 + 31 + 6 + 4 + 1
     for path in written:
         rel = path.relative_to(tmp_path)
         assert (shipped / rel).read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), rel
@@ -213,11 +224,13 @@ def test_generator_output_matches_the_shipped_files(tmp_path):
 
 def test_names_and_languages_come_from_the_registry():
     okapi = [lang.code for lang in okapi_languages()]
-    assert BENCHMARKS == ("arc", "hellaswag", "mmlu")
-    for bench in (*BENCHMARKS, "mmlu_val"):
+    assert BENCHMARKS == ("arc", "hellaswag", "mmlu", "truthfulqa")
+    for bench in (*BENCHMARKS, "arc_val", "mmlu_val"):
         assert task_languages(bench) == okapi + EXTRAS
     assert task_name("arc", "vi") == "okapi_arc_vi"
     assert task_name("mmlu_val", "de") == "okapi_mmlu_val_de"
+    assert task_name("arc_val", "de") == "okapi_arc_val_de"
+    assert task_name("truthfulqa", "vi") == "okapi_truthfulqa_vi"
     assert task_name("hellaswag", " ZH ") == "okapi_hellaswag_zh"
     assert [group_name(s) for s in ("arc", "vi", "low", "all")] == [
         "okapi_arc",
@@ -253,9 +266,19 @@ def _write_tiny_release(root: Path, langs: list[str]) -> None:
         {"ind": i, "activity_label": "L", "ctx_a": "a.", "ctx_b": "b", "endings": ["x", "y"], "label": 1}
         for i in range(3)
     ]
+    truthfulqa = [
+        {
+            "question": f"Q{i}?",
+            "mc1_targets_choices": ["b", "a"],
+            "mc1_targets_labels": [1, 0],
+            "mc2_targets_choices": ["b", "c", "a"],
+            "mc2_targets_labels": [1, 1, 0],
+        }
+        for i in range(3)
+    ]
     for folder, files in protocol.RELEASE_FOLDERS.items():
         (root / files).mkdir(parents=True, exist_ok=True)
-        rows = {"arc": arc, "mmlu": mmlu, "hellaswag": hellaswag}[folder]
+        rows = {"arc": arc, "mmlu": mmlu, "hellaswag": hellaswag, "truthfulqa": truthfulqa}[folder]
         for lang in langs:
             for suffix in protocol.RELEASE_SPLITS[folder].values():
                 (root / files / f"{lang}_{suffix}.json").write_text(json.dumps(rows))
@@ -270,21 +293,31 @@ def test_every_task_and_group_loads_and_aggregates(tmp_path, monkeypatch):
     monkeypatch.setenv(protocol.EVAL_DIR_ENV, str(tmp_path))
     tm = _task_manager()
     okapi = [lang.code for lang in okapi_languages()]
-    tasks = {task_name(b, lang) for b in (*BENCHMARKS, "mmlu_val") for lang in langs}
+    variants = ("arc_val", "mmlu_val")
+    tasks = {task_name(b, lang) for b in (*BENCHMARKS, *variants) for lang in langs}
     groups = {
-        group_name(s) for s in (*BENCHMARKS, "mmlu_val", *langs, "high", "medium", "low", "extra", "all")
+        group_name(s) for s in (*BENCHMARKS, *variants, *langs, "high", "medium", "low", "extra", "all")
     }
     assert set(tm.all_subtasks) == tasks
     assert set(tm.all_groups) == groups
     assert not tm.all_tags
 
-    loaded = tm.load(["okapi", "okapi_extra", "okapi_mmlu_val", *(task_name("mmlu_val", x) for x in EXTRAS)])
+    loaded = tm.load(
+        [
+            "okapi",
+            "okapi_extra",
+            "okapi_mmlu_val",
+            "okapi_arc_val",
+            *(task_name(v, x) for v in variants for x in EXTRAS),
+        ]
+    )
     assert set(loaded["tasks"]) == tasks
     for name, task in loaded["tasks"].items():
         assert isinstance(task, ConfigurableTask)
         assert len(task.eval_docs) == 3, name
         doc = task.eval_docs[0]
         assert task.doc_to_choice(doc)[task.doc_to_target(doc)] == ("y" if "hellaswag" in name else "b")
+        assert doc["okapi_position"] == 0  # the authors' document order
 
     expected_leaves = {
         "okapi": {task_name(b, lang) for b in BENCHMARKS for lang in okapi},
@@ -292,19 +325,26 @@ def test_every_task_and_group_loads_and_aggregates(tmp_path, monkeypatch):
         "okapi_low": {
             task_name(b, lang) for b in BENCHMARKS for lang in ("bn", "ta", "ne", "ml", "mr", "te", "kn")
         },
-        "okapi_vi": {"okapi_arc_vi", "okapi_hellaswag_vi", "okapi_mmlu_vi"},
+        "okapi_vi": {"okapi_arc_vi", "okapi_hellaswag_vi", "okapi_mmlu_vi", "okapi_truthfulqa_vi"},
         "okapi_arc": {task_name("arc", lang) for lang in okapi},
         "okapi_mmlu_val": {task_name("mmlu_val", lang) for lang in okapi},
     }
     for group in sorted(groups):
         built = tm.load(group)["groups"][group]
         aggregates = [(a.metric, a.aggregation, a.weight_by_size) for a in built.aggregate_metric_list]
-        assert aggregates == [("acc", "mean", False), ("acc_norm", "mean", False)], group
+        single = ("okapi_arc", "okapi_hellaswag", "okapi_mmlu", "okapi_arc_val", "okapi_mmlu_val")
+        if group == "okapi_truthfulqa":
+            metrics = ["mc1", "mc2"]
+        elif group in single:
+            metrics = ["acc", "acc_norm"]
+        else:  # groups over benchmarks: each metric averaged over the tasks that report it
+            metrics = ["acc", "acc_norm", "mc1", "mc2"]
+        assert aggregates == [(m, "mean", False) for m in metrics], group
         leaves = {t.task_name for t in built.get_all_tasks()}
         assert leaves == expected_leaves.get(group, leaves), group
         assert len(leaves) == len(built.get_all_tasks())  # no task counted twice in a macro mean
-    assert len(tm.load("okapi_high")["tasks"]) == 8 * 3
-    assert len(tm.load("okapi_medium")["tasks"]) == 11 * 3
+    assert len(tm.load("okapi_high")["tasks"]) == 8 * 4
+    assert len(tm.load("okapi_medium")["tasks"]) == 11 * 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,7 +412,7 @@ def test_hellaswag_doc_cleans_and_capitalises():
         ("arc", {"answer": "F"}, "answer 'F' is not one of the letters A, B, C, D, E"),
         ("arc", {"answer": "E"}, r"answer 'E' is out of range: the row has 4 options \(A-D\)"),
         ("arc", {"instruction": None}, "missing field 'instruction'"),
-        ("arc", {"option_a": "[step]"}, "choice 0 is empty after cleaning"),
+        ("hellaswag", {"endings": ["[step]", "b", "c", "d"]}, "choice 0 is empty after cleaning"),
         ("mmlu", {"option_d": None}, "missing option: option_d"),
         ("mmlu", {"answer": "E"}, "answer 'E' is not one of the letters A, B, C, D"),
         ("hellaswag", {"label": 4}, r"label 4 is out of range for 4 endings \(0-3\)"),
@@ -522,6 +562,7 @@ def okapi_vi_run(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("eval-data")
     (root / "m_arc").symlink_to(shared / "m_arc")
     (root / "m_hellaswag").symlink_to(FIXTURES / "m_hellaswag")
+    (root / "m_truthfulqa").symlink_to(shared / "m_truthfulqa")
     (root / "m_mmlu").mkdir()
     (root / "m_mmlu" / "vi_dev.json").symlink_to(shared / "m_mmlu" / "vi_dev.json")
     (root / "m_mmlu" / "vi_test.json").symlink_to(shared / "m_mmlu" / "vi_val.json")
@@ -530,13 +571,17 @@ def okapi_vi_run(tmp_path_factory, tiny_model):
         f"include: {tasks_path() / 'arc' / 'okapi_arc_vi.yaml'}\ntask: okapi_arc_vi_validation\ntest_split: val\n"
     )
     val_ids = [r["id"] for r in _rows(shared / "m_arc" / "vi_validation.json")]
+    # documents come in the authors' Random(42) order: a file row's place in it
+    order = list(range(len(val_ids)))
+    random.Random(42).shuffle(order)
     samples = {
         "okapi_arc_vi": [0, 1, 2],
         "okapi_mmlu_vi": [0, 1],
         "okapi_hellaswag_vi": list(range(6)),
+        "okapi_truthfulqa_vi": [0, 1],
         "okapi_arc_vi_validation": [
-            val_ids.index(E_ITEM),
-            val_ids.index("ARC-Challenge/validation/NYSEDREGENTS_2014_4_19"),
+            order.index(val_ids.index(E_ITEM)),
+            order.index(val_ids.index("ARC-Challenge/validation/NYSEDREGENTS_2014_4_19")),
         ],
     }
     return _evaluate(tiny_model, root, ["okapi_vi", "okapi_arc_vi_validation"], (derived,), samples=samples)
@@ -592,13 +637,16 @@ def test_group_okapi_vi_is_the_macro_mean(okapi_vi_run):
         for m in members:
             logged = okapi_vi_run["samples"][m]
             assert results[m][metric] == pytest.approx(np.mean([s[metric.split(",")[0]] for s in logged]))
+    for metric in ("mc1,none", "mc2,none"):  # TruthfulQA is the only member with mc1/mc2
+        assert results["okapi_vi"][metric] == pytest.approx(results["okapi_truthfulqa_vi"][metric])
     table = make_table(okapi_vi_run, "groups")
     assert re.search(r"\|okapi_vi\s*\|.*\|acc\s*\|", table) and re.search(r"\|\s*\|.*\|acc_norm\s*\|", table)
 
 
 @pytest.mark.slow
-def test_zero_shot_arc_agrees_with_lm_evals_arc_vi(tmp_path, tiny_model):
-    """lm-eval's own arc_vi, pointed at the same local rows, gives identical 0-shot scores."""
+def test_zero_shot_arc_agrees_with_lm_evals_arc_vi_except_where_it_cleans(tmp_path, tiny_model):
+    """lm-eval's own arc_vi on the same local rows: identical 0-shot prompts and scores, except that it
+    cleans ARC text (dropping a bracketed span the question needs) where the authors did not."""
     import lm_eval
     from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -608,21 +656,34 @@ def test_zero_shot_arc_agrees_with_lm_evals_arc_vi(tmp_path, tiny_model):
         f"include: {theirs_yaml}\ntask: lm_eval_arc_vi_local\ndataset_path: json\ndataset_name: null\n"
         f"dataset_kwargs:\n  data_files: {json.dumps(files)}\n"
     )
+    rows = _rows(_shared() / "m_arc" / "vi_test.json")
+    bracket = next(i for i, r in enumerate(rows) if r["id"] == "ARC-Challenge/test/Mercury_400887")
+    picked = [*range(12), bracket]
     out = _evaluate(
-        tiny_model, _shared(), ["okapi_arc_vi", "lm_eval_arc_vi_local"], (tmp_path,), num_fewshot=0, limit=25
+        tiny_model,
+        _shared(),
+        ["okapi_arc_vi", "lm_eval_arc_vi_local"],
+        (tmp_path,),
+        metadata={"shots": "lm-eval"},  # lm-eval's file order, so that both runs pick the same rows
+        num_fewshot=0,
+        samples={"okapi_arc_vi": picked, "lm_eval_arc_vi_local": picked},
     )
-    ours, theirs = out["samples"]["okapi_arc_vi"], out["samples"]["lm_eval_arc_vi_local"]
-    assert len(ours) == len(theirs) == 25
-    for a, b in zip(ours, theirs, strict=True):
-        assert a["doc"]["id"] == b["doc"]["id"]
+    ours = {s["doc"]["id"]: s for s in out["samples"]["okapi_arc_vi"]}
+    theirs = {s["doc"]["id"]: s for s in out["samples"]["lm_eval_arc_vi_local"]}
+    assert set(ours) == set(theirs) == {rows[i]["id"] for i in picked}
+    for doc_id, a in ours.items():
+        b = theirs[doc_id]
+        if doc_id == rows[bracket]["id"]:
+            assert "[năng lượng riêng (c) = 0.129 J/(g °C)]" in a["arguments"][0][0]
+            assert "năng lượng riêng" not in b["arguments"][0][0]  # lm-eval's port deleted it
+            continue
         assert a["arguments"] == b["arguments"]  # same prompt, same continuations
         assert a["filtered_resps"] == b["filtered_resps"]
         assert (a["acc"], a["acc_norm"]) == (b["acc"], b["acc_norm"])
-    for metric in ("acc,none", "acc_norm,none"):
-        assert out["results"]["okapi_arc_vi"][metric] == out["results"]["lm_eval_arc_vi_local"][metric]
 
     # Where they differ: the shots (25 from train vs none by default), the split names, the data source.
     ours_cfg = load_yaml(tasks_path() / "arc" / "okapi_arc_vi.yaml", resolve_func=False)
+    assert "shots" not in (ours_cfg.get("metadata") or {})  # the authors' stream is the default
     theirs_cfg = load_yaml(theirs_yaml, resolve_func=False)
     assert (ours_cfg["num_fewshot"], theirs_cfg.get("num_fewshot")) == (25, None)
     assert (ours_cfg["fewshot_split"], theirs_cfg.get("fewshot_split")) == ("train", None)
@@ -660,7 +721,7 @@ def test_lm_eval_cli(tmp_path, tiny_model):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("okapi_arc_vi", "okapi_mmlu_val_vi"):
-        assert re.search(rf"\|{name}\s*\|\s*1\|none\s*\|\s*25\|acc\s*\|", proc.stdout), proc.stdout
+        assert re.search(rf"\|{name}\s*\|\s*2\|none\s*\|\s*25\|acc\s*\|", proc.stdout), proc.stdout
     (result,) = (tmp_path / "out").glob("**/results_*.json")
     data = json.loads(result.read_text())
     assert data["n-shot"] == {"okapi_arc_vi": 25, "okapi_mmlu_val_vi": 25}

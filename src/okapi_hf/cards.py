@@ -443,7 +443,7 @@ SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "emoji": "📊",
         "colorFrom": "blue",
         "colorTo": "green",
-        "short_description": "Okapi ARC, HellaSwag and MMLU scores per language",
+        "short_description": "Okapi ARC, HellaSwag, MMLU, TruthfulQA scores per language",
         "tags": ["okapi", "okapi-hf", "multilingual", "leaderboard", "evaluation"],
     },
 }

@@ -27,6 +27,7 @@ def _eval_run(args: argparse.Namespace) -> None:
         limit=limit,
         batch_size=args.batch_size,
         device=args.device,
+        shots=args.shots,
     )
     print(f"wrote results.json, results.md, results.png and model_index.yaml to {args.output}")
 
@@ -114,14 +115,30 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     p = evaluation.add_parser(
         "run", help="run lm-eval in-process and write a table, a chart and a model-index"
     )
-    p.add_argument("--model", default="hf", help="any lm-eval model backend (hf, vllm, ...)")
+    p.add_argument(
+        "--model",
+        default="okapi-hf",
+        help="lm-eval model backend: okapi-hf (default: lm-eval's hf with a fast multiple-choice scorer), "
+        "hf, vllm, ...",
+    )
     p.add_argument("--model_args", required=True, help="lm-eval model args, e.g. pretrained=PATH")
     p.add_argument("--langs", required=True, help="comma-separated codes, a group, okapi or all")
-    p.add_argument("--benchmarks", default="all", help="comma-separated: arc, hellaswag, mmlu (default: all)")
+    p.add_argument(
+        "--benchmarks",
+        default="all",
+        help="comma-separated: arc, hellaswag, mmlu, truthfulqa, arc_val (ARC on validation, the split of the "
+        "authors' reference scores), mmlu_val (default: all = the first four)",
+    )
     p.add_argument("--output", default="eval_results", help="folder for the results")
     p.add_argument("--limit", type=float, help="documents per task (a fraction if < 1), for smoke tests")
     p.add_argument("--batch_size", default=1, help="lm-eval batch size (or 'auto')")
     p.add_argument("--device", help="e.g. cpu, cuda:0 (default: cuda if there is one, else cpu)")
+    p.add_argument(
+        "--shots",
+        choices=["authors", "lm-eval"],
+        default="authors",
+        help="few-shot stream: the authors' (Random(42) document order and draws, default) or lm-eval's sampler",
+    )
     p.set_defaults(func=_eval_run)
 
     p = evaluation.add_parser("generate", help="answer a question set (multilingual Vicuna) for a judge")

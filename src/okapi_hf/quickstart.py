@@ -199,7 +199,7 @@ def _evaluate(out: Path, p: Plan) -> str:
     try:
         for name, path in {"base": p.model, "sft": p.results["sft"], "rl": p.results["rl"]}.items():
             results = run_eval(
-                "hf",
+                "okapi-hf",
                 f"pretrained={path}",
                 p.lang,
                 "arc",

@@ -1,12 +1,13 @@
-"""Okapi's benchmarks (ARC-Challenge, HellaSwag, MMLU) as lm-eval tasks that follow the authors' protocol.
+"""Okapi's benchmarks (ARC-Challenge, HellaSwag, MMLU, TruthfulQA) as lm-eval tasks that follow the authors' protocol.
 
 The task files live in :func:`tasks_path`; pass that folder to lm-eval::
 
     lm_eval --include_path "$(okapi-hf eval tasks-path)" --tasks okapi_mmlu_vi ...
 
 Task names are ``okapi_{benchmark}_{lang}`` (:func:`task_name`), groups ``okapi_{benchmark}``,
-``okapi_{lang}``, ``okapi_{high,medium,low,extra}`` and ``okapi``; ``okapi_mmlu_val_{lang}`` scores
-MMLU on its ``val`` split for copies of the data without the test files. See
+``okapi_{lang}``, ``okapi_{high,medium,low,extra}`` and ``okapi``; ``okapi_arc_val_{lang}`` scores ARC
+on its validation split (the authors' reference scores' split) and ``okapi_mmlu_val_{lang}`` MMLU on
+``val`` for copies of the data without the test files. See
 ``tasks/README.md`` for the protocol and the data sources. This module imports neither lm-eval
 nor datasets.
 """
@@ -18,10 +19,15 @@ from pathlib import Path
 from okapi_hf.errors import OkapiError, UnknownLanguageError
 from okapi_hf.languages import GROUPS, get_language, languages
 
-BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu")
+BENCHMARKS: tuple[str, ...] = ("arc", "hellaswag", "mmlu", "truthfulqa")
 # Extra task variants: name -> the benchmark whose data and protocol it uses.
-VARIANTS: dict[str, str] = {"mmlu_val": "mmlu"}
+# okapi_arc_val_{lang}: ARC on its validation split, the split of the authors' published ARC scores.
+# okapi_mmlu_val_{lang}: MMLU on val, for copies of the release without MMLU test files.
+VARIANTS: dict[str, str] = {"arc_val": "arc", "mmlu_val": "mmlu"}
 EVAL_DIR_ENV = "OKAPI_HF_EVAL_DIR"
+# Task metadata key choosing the few-shot stream (okapi_hf.eval.shots): the authors' (default) or lm-eval's.
+SHOTS_KEY = "shots"
+SHOT_MODES: tuple[str, ...] = ("authors", "lm-eval")
 
 # Registry languages Okapi released no translated benchmark for: English is the source language of
 # the benchmarks, and Japanese appears in the training data only.

@@ -1,7 +1,9 @@
 """Turn lm-eval's results into what people read: a language x benchmark table, a chart, a model-index.
 
-Macro means are plain means over languages, as Okapi reported them, so a language with more
-test items does not count more.
+The headline metric is ``acc`` (what the Okapi authors report) for the multiple-choice benchmarks
+and ``mc2`` for TruthfulQA. Every table says which split each benchmark was scored on and how many
+documents, and marks partial (``--limit``) runs. Macro means are plain means over languages, a
+definition of ours: the authors define no cross-language aggregate.
 """
 
 from __future__ import annotations
@@ -14,11 +16,43 @@ from okapi_hf.languages import GROUPS, get_language
 
 BENCHMARK_NAMES = {
     "arc": "ARC-Challenge",
+    "arc_val": "ARC-Challenge (validation)",
     "hellaswag": "HellaSwag",
     "mmlu": "MMLU",
     "mmlu_val": "MMLU (val split)",
+    "truthfulqa": "TruthfulQA (MC)",
 }
-METRICS = ("acc", "acc_norm")
+# The split each task scores, in the release's names (the authors' ARC reference rows are on validation).
+SPLITS = {
+    "arc": "test",
+    "arc_val": "validation",
+    "hellaswag": "validation",
+    "mmlu": "test",
+    "mmlu_val": "val",
+    "truthfulqa": "validation",
+}
+METRICS = ("acc", "acc_norm", "mc1", "mc2")
+HEADLINE = {"truthfulqa": "mc2"}  # every other benchmark: acc
+
+
+def headline_metric(bench: str) -> str:
+    return HEADLINE.get(bench, "acc")
+
+
+def task_details(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(benchmark, lang): {"split", "docs", "docs_in_split", "partial"}}`` from lm-eval's ``n-samples``."""
+    details = {}
+    counts = results.get("n-samples", {})
+    for bench, lang in collect_scores(results):
+        n = counts.get(f"okapi_{bench}_{lang}", {})
+        docs, total = n.get("effective"), n.get("original")
+        details[(bench, lang)] = {
+            "split": SPLITS[bench],
+            "docs": docs,
+            "docs_in_split": total,
+            "partial": docs is not None and total is not None and docs < total,
+        }
+    return details
 
 
 def collect_scores(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
@@ -36,26 +70,40 @@ def collect_scores(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, f
     return scores
 
 
-def markdown_table(scores: dict[tuple[str, str], dict[str, float]], metric: str = "acc_norm") -> str:
-    """One row per language (grouped by resource level), one column per benchmark, macro means last."""
-    benches = [b for b in BENCHMARK_NAMES if any(k[0] == b for k in scores)]
-    langs = sorted({lang for _, lang in scores}, key=lambda c: (GROUPS.index(get_language(c).group), c))
-    head = ["language", "group", *(BENCHMARK_NAMES[b] for b in benches), "mean"]
+def markdown_table(
+    scores: dict[tuple[str, str], dict[str, float]],
+    metric: str = "acc",
+    details: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> str:
+    """One row per language (grouped by resource level), one column per benchmark, macro means last.
+
+    Column heads name the split scored; a score from a partial (``--limit``) run carries a ``*``.
+    """
+    details = details or {}
+    benches = [b for b in BENCHMARK_NAMES if any(k[0] == b and metric in v for k, v in scores.items())]
+    langs = sorted(
+        {lang for (_, lang), v in scores.items() if metric in v},
+        key=lambda c: (GROUPS.index(get_language(c).group), c),
+    )
+    head = ["language", "group", *(f"{BENCHMARK_NAMES[b]} [{SPLITS[b]}]" for b in benches), "mean"]
     lines = [f"Okapi benchmarks, `{metric}` (x100)", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + "---|" * 2 + "---:|" * (len(benches) + 1))
 
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f}"
+    def cell(value: float | None, partial: bool = False) -> str:
+        return "-" if value is None else f"{100 * value:.1f}" + ("*" if partial else "")
 
+    any_partial = False
     for lang in langs:
         row = [scores.get((b, lang), {}).get(metric) for b in benches]
+        marks = [details.get((b, lang), {}).get("partial", False) for b in benches]
+        any_partial |= any(m for m, v in zip(marks, row, strict=True) if v is not None)
         got = [v for v in row if v is not None]
         language = get_language(lang)
         cells = [
             f"{language.name} (`{lang}`)",
             language.group,
-            *map(cell, row),
-            cell(mean(got) if got else None),
+            *(cell(v, m) for v, m in zip(row, marks, strict=True)),
+            cell(mean(got) if got else None, any(marks)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     macro = [_macro(scores, b, metric) for b in benches]
@@ -63,6 +111,19 @@ def markdown_table(scores: dict[tuple[str, str], dict[str, float]], metric: str 
     lines.append(
         "| " + " | ".join(["**macro mean**", "", *map(cell, macro), cell(mean(got) if got else None)]) + " |"
     )
+    if any_partial:
+        lines += ["", "\\* partial run: scored on the first documents of the split only (`--limit`)."]
+    return "\n".join(lines) + "\n"
+
+
+def documents_table(details: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Split and number of documents behind every score."""
+    lines = ["What was scored", "", "| task | split | documents | of | run |", "|---|---|---:|---:|---|"]
+    for (bench, lang), d in sorted(details.items()):
+        run = "partial (`--limit`)" if d["partial"] else "full"
+        lines.append(
+            f"| `okapi_{bench}_{lang}` | {d['split']} | {d['docs']} | {d['docs_in_split']} | {run} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -71,8 +132,8 @@ def _macro(scores: dict[tuple[str, str], dict[str, float]], bench: str, metric: 
     return mean(values) if values else None
 
 
-def plot(scores: dict[tuple[str, str], dict[str, float]], path: str | Path, metric: str = "acc_norm") -> Path:
-    """Per-language bars for each benchmark, languages grouped by resource level."""
+def plot(scores: dict[tuple[str, str], dict[str, float]], path: str | Path) -> Path:
+    """Per-language bars of each benchmark's headline metric, languages grouped by resource level."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,6 +146,7 @@ def plot(scores: dict[tuple[str, str], dict[str, float]], path: str | Path, metr
     )
     colours = dict(zip(GROUPS, ("#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f"), strict=True))
     for ax, bench in zip(axes[:, 0], benches, strict=True):
+        metric = headline_metric(bench)
         values = [100 * scores.get((bench, lang), {}).get(metric, float("nan")) for lang in langs]
         ax.bar(langs, values, color=[colours[get_language(lang).group] for lang in langs])
         macro = _macro(scores, bench, metric)
@@ -93,7 +155,7 @@ def plot(scores: dict[tuple[str, str], dict[str, float]], path: str | Path, metr
                 100 * macro, color="black", linestyle="--", linewidth=1, label=f"macro mean {100 * macro:.1f}"
             )
             ax.legend(loc="upper right", fontsize=8)
-        ax.set_title(f"{BENCHMARK_NAMES[bench]} ({metric})", fontsize=10)
+        ax.set_title(f"{BENCHMARK_NAMES[bench]}, {SPLITS[bench]} split ({metric})", fontsize=10)
         ax.set_ylabel(f"{metric} x100")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[g]) for g in GROUPS]
     fig.legend(
@@ -120,6 +182,7 @@ def model_index(scores: dict[tuple[str, str], dict[str, float]], model_name: str
                 "dataset": {
                     "name": f"Okapi {BENCHMARK_NAMES[bench]} ({get_language(lang).name})",
                     "type": f"okapi_{bench}_{lang}",
+                    "split": SPLITS[bench],
                 },
                 "metrics": [
                     {"type": m, "value": round(100 * values[m], 2), "name": m} for m in METRICS if m in values

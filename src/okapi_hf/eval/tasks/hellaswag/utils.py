@@ -6,6 +6,7 @@ lm-eval resolves ``!function utils.X`` next to each task YAML, hence one such fi
 from functools import partial
 
 from okapi_hf.eval import protocol
+from okapi_hf.eval.shots import OkapiTask  # noqa: F401 (named by the task YAML)
 
 protocol.install_excepthook()  # a bad data file ends the lm_eval CLI with one message, not a traceback
 
