@@ -18,7 +18,8 @@ from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_q
 from okapi_hf.eval.judge_report import bootstrap_ci, summarize, write_report
 from okapi_hf.testing import make_tiny_model
 
-QUESTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vicuna-bench" / "questions"
+# An excerpt of the real multilingual Vicuna questions (the TaCo release): see tests/fixtures/README.md.
+QUESTIONS = Path(__file__).resolve().parent / "fixtures" / "vicuna-bench" / "questions"
 VI = "Đây là một câu trả lời bằng tiếng Việt, viết cẩn thận và đầy đủ cho người hỏi."
 EN = "This answer is written in English, which is not the language the question was asked in."
 
@@ -58,8 +59,12 @@ def model(tmp_path_factory) -> Path:
 
 def test_the_real_vicuna_questions_load():
     questions = load_questions(QUESTIONS, "ne,fa")
-    assert len(questions) == 160 and {q["lang"] for q in questions} == {"ne", "fa"}
-    assert len({q["id"] for q in questions}) == 160 and all(q["turns"][0].strip() for q in questions)
+    rows = {lang: _lines(QUESTIONS / f"{lang}.jsonl") for lang in ("ne", "fa")}
+    expected_ids = [f"{lang}-{row['question_id']}" for lang, items in rows.items() for row in items]
+    assert [q["id"] for q in questions] == expected_ids  # every row of both files, in file order
+    assert len(set(expected_ids)) == len(expected_ids) and {q["lang"] for q in questions} == {"ne", "fa"}
+    assert [q["turns"] for q in questions] == [row["turns"] for items in rows.values() for row in items]
+    assert all(q["turns"][0].strip() for q in questions)
     assert {q["category"] for q in questions} >= {"writing", "math", "coding"}
 
 

@@ -1,9 +1,10 @@
 """The okapi_* lm-eval tasks: generated files, loading, the Okapi protocol end to end, bad input.
 
 The end-to-end tests run lm-eval's real ``simple_evaluate`` (and once its CLI) with a tiny random
-Llama on Okapi's real ARC and MMLU files (``../shared/data/okapi-eval``) and on a HellaSwag fixture
-in the release format, then rebuild every prompt from the protocol *in this file* (not with
-``okapi_hf.eval.protocol``) and recompute each choice's log-likelihood with transformers.
+Llama on excerpts of Okapi's real ARC, MMLU and TruthfulQA files and on a HellaSwag fixture in the
+release format (all under ``tests/fixtures/okapi-eval``, see its README), then rebuild every prompt
+from the protocol *in this file* (not with ``okapi_hf.eval.protocol``) and recompute each choice's
+log-likelihood with transformers.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from okapi_hf.eval import (
 )
 from okapi_hf.languages import okapi_languages
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "okapi-eval"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "okapi-eval"
 E_ITEM = "ARC-Challenge/validation/TIMSS_2003_8_pg29"  # the one validation item whose answer is E
 LM_EVAL_ARC_VI = "okapi/arc_multilingual/arc_vi.yaml"  # lm-eval's own task, relative to lm_eval/tasks
@@ -41,14 +40,6 @@ MAX_LENGTH = (
     16384  # 25-shot MMLU is ~7k tiny-tokenizer tokens: no left truncation, so the prompts compare whole
 )
 EXTRAS = ["eu", "gu", "hy", "pt", "sv"]
-
-
-def _shared() -> Path:
-    if not (SHARED / "m_arc" / "vi_test.json").is_file():
-        pytest.fail(
-            f"Okapi's real evaluation files are missing: expected {SHARED} (see ../shared/data/README.md)"
-        )
-    return SHARED
 
 
 def _rows(path: Path) -> list[dict]:
@@ -363,7 +354,7 @@ def test_clean_text_is_okapis_cleaning():
 
 
 def test_arc_doc_takes_every_non_empty_option_including_e():
-    rows = {r["id"]: r for r in _rows(_shared() / "m_arc" / "vi_validation.json")}
+    rows = {r["id"]: r for r in _rows(FIXTURES / "m_arc" / "vi_validation.json")}
     doc = protocol.arc_doc(rows[E_ITEM])
     assert doc == (
         "Question: Cơ quan nào SAU ĐÂY KHÔNG đặt ở bụng?\nAnswer:",
@@ -377,7 +368,7 @@ def test_arc_doc_takes_every_non_empty_option_including_e():
 
 
 def test_mmlu_doc_scores_answer_texts():
-    row = _rows(_shared() / "m_mmlu" / "vi_val.json")[0]
+    row = _rows(FIXTURES / "m_mmlu" / "vi_val.json")[0]
     doc = protocol.mmlu_doc(row)
     assert doc.query == (
         "Question: Theo Marquis, những lợi ích nào của quan điểm của ông về phá thai?\nChoices:\n"
@@ -475,14 +466,16 @@ def test_missing_file_names_path_and_variable(tmp_path, monkeypatch):
     assert str(tmp_path / "m_arc" / "vi_train.json") in str(err.value)
     assert "OKAPI_HF_EVAL_DIR" in str(err.value)
 
-    # The shared copy has no MMLU test files: the message points at the val variant.
-    monkeypatch.setenv(protocol.EVAL_DIR_ENV, str(_shared()))
+    # The fixture folder, like the release as recovered, has no MMLU test files: the message points at
+    # the val variant.
+    monkeypatch.setenv(protocol.EVAL_DIR_ENV, str(FIXTURES))
     with pytest.raises(DataError) as err:
         tm.load("okapi_mmlu_vi")
-    assert str(_shared() / "m_mmlu" / "vi_test.json") in str(err.value)
+    assert str(FIXTURES / "m_mmlu" / "vi_test.json") in str(err.value)
     assert "okapi_mmlu_val_vi" in str(err.value)
     task = tm.load("okapi_mmlu_val_vi")["tasks"]["okapi_mmlu_val_vi"]
-    assert task.config.test_split == "val" and task.config.num_fewshot == 25 and len(task.eval_docs) == 1456
+    assert task.config.test_split == "val" and task.config.num_fewshot == 25
+    assert len(task.eval_docs) == len(_rows(FIXTURES / "m_mmlu" / "vi_val.json"))
 
 
 def test_unknown_language(tmp_path, monkeypatch):
@@ -524,7 +517,7 @@ def test_hub_copy_offline_and_in_hub_layout(tmp_path, monkeypatch):
     # A Hub-layout repository (config per language, split `validation`) read through the Hub path.
     repo = tmp_path / "m_arc"
     (repo / "vi").mkdir(parents=True)
-    rows = _rows(_shared() / "m_arc" / "vi_validation.json")[:5]
+    rows = _rows(FIXTURES / "m_arc" / "vi_validation.json")[:5]
     rows = [{**{f"option_{k}": None for k in "abcde"}, **r} for r in rows]
     for split in ("train", "validation", "test"):
         (repo / "vi" / f"{split}.jsonl").write_text(
@@ -538,13 +531,21 @@ def test_hub_copy_offline_and_in_hub_layout(tmp_path, monkeypatch):
     assert [d["gold"] for d in docs] == [_expected("arc", r)[2] for r in rows]
 
 
-def test_protocol_matches_an_independent_reading_of_every_real_row():
-    for bench, folder in (("arc", "m_arc"), ("mmlu", "m_mmlu")):
-        for path in sorted((_shared() / folder).glob("*.json")):
+def test_protocol_matches_an_independent_reading_of_every_fixture_row():
+    read = set()
+    for bench, folder in (("arc", "m_arc"), ("mmlu", "m_mmlu"), ("hellaswag", "m_hellaswag")):
+        for path in sorted((FIXTURES / folder).glob("*.json")):
             for i, row in enumerate(_rows(path)):
-                assert tuple(protocol.DOC_FUNCTIONS[bench](row, f"{path}, row {i}")) == _expected(bench, row)
-    for i, row in enumerate(_rows(FIXTURES / "m_hellaswag" / "vi_validation.json")):
-        assert tuple(protocol.hellaswag_doc(row)) == _expected("hellaswag", row), i
+                doc = protocol.DOC_FUNCTIONS[bench](row, f"{path}, row {i}")
+                assert tuple(doc) == _expected(bench, row), f"{folder}/{path.name}, row {i}"
+            read.add(f"{folder}/{path.name}")
+    # every language and split of the excerpts was read (the ARC item with answer E among them)
+    assert read >= {
+        *(f"m_arc/{lang}_{split}.json" for lang in ("vi", "de", "zh") for split in ("train", "test")),
+        "m_arc/vi_validation.json",
+        *(f"m_mmlu/{lang}_{split}.json" for lang in ("vi", "de") for split in ("dev", "val")),
+        "m_hellaswag/vi_validation.json",
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -555,22 +556,21 @@ def test_protocol_matches_an_independent_reading_of_every_real_row():
 def okapi_vi_run(tmp_path_factory, tiny_model):
     """One simple_evaluate over the shipped group okapi_vi and a derived ARC task on the validation split.
 
-    The data folder is the original layout: real ARC; real MMLU with val standing in as the test split
-    (the shared copy has no test files); the HellaSwag fixture.
+    The data folder is the original layout, from the fixture excerpts: ARC and TruthfulQA; MMLU with
+    val standing in as the test split (the recovered release has no MMLU test files); the HellaSwag
+    fixture.
     """
-    shared = _shared()
     root = tmp_path_factory.mktemp("eval-data")
-    (root / "m_arc").symlink_to(shared / "m_arc")
-    (root / "m_hellaswag").symlink_to(FIXTURES / "m_hellaswag")
-    (root / "m_truthfulqa").symlink_to(shared / "m_truthfulqa")
+    for folder in ("m_arc", "m_hellaswag", "m_truthfulqa"):
+        (root / folder).symlink_to(FIXTURES / folder)
     (root / "m_mmlu").mkdir()
-    (root / "m_mmlu" / "vi_dev.json").symlink_to(shared / "m_mmlu" / "vi_dev.json")
-    (root / "m_mmlu" / "vi_test.json").symlink_to(shared / "m_mmlu" / "vi_val.json")
+    (root / "m_mmlu" / "vi_dev.json").symlink_to(FIXTURES / "m_mmlu" / "vi_dev.json")
+    (root / "m_mmlu" / "vi_test.json").symlink_to(FIXTURES / "m_mmlu" / "vi_val.json")
     derived = tmp_path_factory.mktemp("derived-tasks")
     (derived / "okapi_arc_vi_validation.yaml").write_text(
         f"include: {tasks_path() / 'arc' / 'okapi_arc_vi.yaml'}\ntask: okapi_arc_vi_validation\ntest_split: val\n"
     )
-    val_ids = [r["id"] for r in _rows(shared / "m_arc" / "vi_validation.json")]
+    val_ids = [r["id"] for r in _rows(FIXTURES / "m_arc" / "vi_validation.json")]
     # documents come in the authors' Random(42) order: a file row's place in it
     order = list(range(len(val_ids)))
     random.Random(42).shuffle(order)
@@ -589,8 +589,8 @@ def okapi_vi_run(tmp_path_factory, tiny_model):
 
 @pytest.mark.slow
 def test_arc_25_shot_prompts_and_scores(okapi_vi_run, scorer):
-    train = _rows(_shared() / "m_arc" / "vi_train.json")
-    rows = {r["id"]: r for r in _rows(_shared() / "m_arc" / "vi_test.json")}
+    train = _rows(FIXTURES / "m_arc" / "vi_train.json")
+    rows = {r["id"]: r for r in _rows(FIXTURES / "m_arc" / "vi_test.json")}
     shots = {_shot("arc", r) for r in train}
     _check_samples(okapi_vi_run["samples"]["okapi_arc_vi"], "arc", rows, shots, 25, scorer)
     assert okapi_vi_run["configs"]["okapi_arc_vi"]["num_fewshot"] == 25
@@ -598,8 +598,8 @@ def test_arc_25_shot_prompts_and_scores(okapi_vi_run, scorer):
 
 @pytest.mark.slow
 def test_arc_item_with_answer_e(okapi_vi_run, scorer):
-    train = _rows(_shared() / "m_arc" / "vi_train.json")
-    rows = {r["id"]: r for r in _rows(_shared() / "m_arc" / "vi_validation.json")}
+    train = _rows(FIXTURES / "m_arc" / "vi_train.json")
+    rows = {r["id"]: r for r in _rows(FIXTURES / "m_arc" / "vi_validation.json")}
     samples = okapi_vi_run["samples"]["okapi_arc_vi_validation"]
     _check_samples(samples, "arc", rows, {_shot("arc", r) for r in train}, 25, scorer)
     e_item = next(s for s in samples if s["doc"]["id"] == E_ITEM)
@@ -609,8 +609,8 @@ def test_arc_item_with_answer_e(okapi_vi_run, scorer):
 
 @pytest.mark.slow
 def test_mmlu_25_shot_from_dev_scored_on_val(okapi_vi_run, scorer):
-    dev = _rows(_shared() / "m_mmlu" / "vi_dev.json")
-    rows = {r["id"]: r for r in _rows(_shared() / "m_mmlu" / "vi_val.json")}
+    dev = _rows(FIXTURES / "m_mmlu" / "vi_dev.json")
+    rows = {r["id"]: r for r in _rows(FIXTURES / "m_mmlu" / "vi_val.json")}
     _check_samples(
         okapi_vi_run["samples"]["okapi_mmlu_vi"], "mmlu", rows, {_shot("mmlu", r) for r in dev}, 25, scorer
     )
@@ -651,17 +651,20 @@ def test_zero_shot_arc_agrees_with_lm_evals_arc_vi_except_where_it_cleans(tmp_pa
     from lm_eval.tasks._yaml_loader import load_yaml
 
     theirs_yaml = Path(lm_eval.__file__).parent / "tasks" / LM_EVAL_ARC_VI
-    files = {s: str(_shared() / "m_arc" / f"vi_{s}.json") for s in ("train", "validation", "test")}
+    # Validation first: the json builder takes its columns from the first file, and of the excerpts only
+    # validation has an option_e column (its E item); the other splits then get option_e as null, as
+    # every row of the Hub copy that lm-eval's port reads has.
+    files = {s: str(FIXTURES / "m_arc" / f"vi_{s}.json") for s in ("validation", "train", "test")}
     (tmp_path / "arc_vi_local.yaml").write_text(
         f"include: {theirs_yaml}\ntask: lm_eval_arc_vi_local\ndataset_path: json\ndataset_name: null\n"
         f"dataset_kwargs:\n  data_files: {json.dumps(files)}\n"
     )
-    rows = _rows(_shared() / "m_arc" / "vi_test.json")
+    rows = _rows(FIXTURES / "m_arc" / "vi_test.json")
     bracket = next(i for i, r in enumerate(rows) if r["id"] == "ARC-Challenge/test/Mercury_400887")
-    picked = [*range(12), bracket]
+    picked = list(range(len(rows)))  # every row of the excerpt, the bracketed one among them
     out = _evaluate(
         tiny_model,
-        _shared(),
+        FIXTURES,
         ["okapi_arc_vi", "lm_eval_arc_vi_local"],
         (tmp_path,),
         metadata={"shots": "lm-eval"},  # lm-eval's file order, so that both runs pick the same rows
@@ -696,7 +699,7 @@ def test_zero_shot_arc_agrees_with_lm_evals_arc_vi_except_where_it_cleans(tmp_pa
 @pytest.mark.slow
 def test_lm_eval_cli(tmp_path, tiny_model):
     """The plain lm_eval CLI with --include_path: the documented entry point, then a missing file."""
-    env = {**os.environ, protocol.EVAL_DIR_ENV: str(_shared())}
+    env = {**os.environ, protocol.EVAL_DIR_ENV: str(FIXTURES)}
     cmd = [
         sys.executable,
         "-m",
@@ -727,11 +730,11 @@ def test_lm_eval_cli(tmp_path, tiny_model):
     assert data["n-shot"] == {"okapi_arc_vi": 25, "okapi_mmlu_val_vi": 25}
     assert set(data["results"]["okapi_arc_vi"]) >= {"acc,none", "acc_norm,none"}
 
-    # The shared copy has no MMLU test file: the CLI ends with our message, not a traceback.
+    # The fixture folder has no MMLU test file: the CLI ends with our message, not a traceback.
     cmd[cmd.index("--tasks") + 1] = "okapi_mmlu_vi"
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-2]
-    assert last.startswith(f"okapi-hf error: missing data file {_shared() / 'm_mmlu' / 'vi_test.json'}")
+    assert last.startswith(f"okapi-hf error: missing data file {FIXTURES / 'm_mmlu' / 'vi_test.json'}")
     assert "OKAPI_HF_EVAL_DIR" in last and "okapi_mmlu_val_vi" in last

@@ -1,7 +1,8 @@
 """Language identification (okapi_hf.langid.identify), the language-fidelity metric and the RL reward option.
 
-The real Vicuna questions (English, Nepali, Persian) and real Persian model answers come from
-../shared/data; the Hindi, Marathi and Nepali sentences below were written for these tests.
+Excerpts of the real Vicuna questions (English, Nepali, Persian) and real Persian model answers from
+the TaCo release are in tests/fixtures/vicuna-bench (see its README); the Hindi, Marathi and Nepali
+sentences below were written for these tests.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from okapi_hf.train.recipes import parse_stage_args
 from okapi_hf.train.rewards import LANGUAGE_REWARDS, language_fidelity_reward, language_id_reward
 from okapi_hf.train.rl import OkapiGRPOConfig, OkapiRLOOConfig
 
-SHARED = Path(__file__).parents[1].parent / "shared/data"
-QUESTIONS = SHARED / "vicuna-bench/questions"
+VICUNA = Path(__file__).resolve().parent / "fixtures" / "vicuna-bench"
+QUESTIONS = VICUNA / "questions"
 
 # The same five sentences in Nepali, Hindi and Marathi: a plan, a judgement, a question, a habit and
 # a past event. Devanagari all, so only the words tell them apart.
@@ -75,7 +76,9 @@ def fresh_caches():
 @pytest.mark.parametrize("lang", ["ne", "fa", "en"])
 def test_the_benchmark_questions_are_identified_as_their_language(lang):
     questions = _questions(lang)
-    assert len(questions) == 80 and {q["lang"] for q in questions} == {lang}
+    # the first three questions of each of the nine categories
+    assert len(questions) == 27 and len({q["category"] for q in questions}) == 9
+    assert {q["lang"] for q in questions} == {lang}
     found = [identify(q["turns"][0]) for q in questions]
     misses = [(q["question_id"], code) for q, code in zip(questions, found, strict=True) if code != lang]
     share = 1 - len(misses) / len(questions)
@@ -83,13 +86,13 @@ def test_the_benchmark_questions_are_identified_as_their_language(lang):
 
 
 def test_real_persian_answers_with_code_and_numbers_are_persian():
-    answers = json.loads((SHARED / "vicuna-bench/judgments/fa.json").read_text(encoding="utf-8"))
+    answers = json.loads((VICUNA / "judgments" / "fa.json").read_text(encoding="utf-8"))
     with_code = [a for a in answers if "```" in a["answer"]]
     assert with_code, "the coding answers hold code blocks"
     report = language_fidelity([a["answer"] for a in answers], ["fa"] * len(answers))
     assert report.fidelity >= 0.95, [answers[i]["id"] for i in report.misses()]
     # the English judge texts about those answers are English, not Persian
-    judged = language_fidelity([a["judgement"] for a in answers[:20]], ["en"] * 20)
+    judged = language_fidelity([a["judgement"] for a in answers], ["en"] * len(answers))
     assert judged.fidelity == 1.0
 
 
