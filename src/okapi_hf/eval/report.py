@@ -85,7 +85,7 @@ def markdown_table(
         {lang for (_, lang), v in scores.items() if metric in v},
         key=lambda c: (GROUPS.index(get_language(c).group), c),
     )
-    head = ["language", "group", *(f"{BENCHMARK_NAMES[b]} [{SPLITS[b]}]" for b in benches), "mean"]
+    head = ["language", "group", *(_column(b) for b in benches), "mean"]
     lines = [f"Okapi benchmarks, `{metric}` (x100)", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + "---|" * 2 + "---:|" * (len(benches) + 1))
 
@@ -107,13 +107,23 @@ def markdown_table(
         ]
         lines.append("| " + " | ".join(cells) + " |")
     macro = [_macro(scores, b, metric) for b in benches]
+    macro_marks = [any(d.get("partial", False) for (b2, _), d in details.items() if b2 == b) for b in benches]
     got = [v for v in macro if v is not None]
+    cells = [cell(v, m) for v, m in zip(macro, macro_marks, strict=True)]
     lines.append(
-        "| " + " | ".join(["**macro mean**", "", *map(cell, macro), cell(mean(got) if got else None)]) + " |"
+        "| "
+        + " | ".join(["**macro mean**", "", *cells, cell(mean(got) if got else None, any(macro_marks))])
+        + " |"
     )
     if any_partial:
         lines += ["", "\\* partial run: scored on the first documents of the split only (`--limit`)."]
     return "\n".join(lines) + "\n"
+
+
+def _column(bench: str) -> str:
+    """A table head that names the split scored (once: ``ARC-Challenge (validation)`` already does)."""
+    name = BENCHMARK_NAMES[bench]
+    return name if SPLITS[bench] in name else f"{name} [{SPLITS[bench]}]"
 
 
 def documents_table(details: dict[tuple[str, str], dict[str, Any]]) -> str:
