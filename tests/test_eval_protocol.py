@@ -1,6 +1,6 @@
 """The okapi tasks against the Okapi authors' evaluation algorithm, recomputed here from the facts file.
 
-Everything expected is computed in this file from ``../shared/OKAPI_FACTS.md`` ("Evaluation
+Everything expected is computed in this file from the Okapi facts (the authors' "Evaluation
 protocol"), independently of ``okapi_hf.eval``: prompts as released (ARC and MMLU uncleaned), one
 ``random.Random(42)`` that shuffles the scored documents and then draws each document's shots in that
 order (MMLU: 26 from dev, the scored document dropped), ``--limit`` = the first documents of the

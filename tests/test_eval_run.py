@@ -53,10 +53,7 @@ def test_table_has_languages_by_group_splits_partial_marks_and_macro_means():
     table = markdown_table(collect_scores(FAKE), "acc", task_details(FAKE))  # acc: what the authors report
     lines = table.splitlines()
     assert lines[0] == "Okapi benchmarks, `acc` (x100)"
-    assert (
-        lines[2]
-        == "| language | group | ARC-Challenge [test] | MMLU [test] | MMLU (val split) | mean |"
-    )
+    assert lines[2] == "| language | group | ARC-Challenge [test] | MMLU [test] | MMLU (val split) | mean |"
     assert lines[4] == "| German (`de`) | high | - | - | 26.0 | 26.0 |"
     assert lines[5] == "| Vietnamese (`vi`) | high | 25.0 | 27.0 | - | 26.0 |"
     assert lines[6] == "| Bengali (`bn`) | low | 21.0* | - | - | 21.0* |"  # 50 of 1165 documents
