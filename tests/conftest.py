@@ -62,3 +62,48 @@ def gemma():
     from okapi_hf.models import resolve_model
 
     return Path(resolve_model("gemma-3-270m", progress=False))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small file system (a tmpfs) that fills up: ``small_disk(kib)`` mounts one and returns it.
+
+    Disk-full behaviour is tested on a real ENOSPC, not a mock. Mounting needs root (CI runs as root);
+    without it the test fails and says so, it is never skipped.
+    """
+    import subprocess
+
+    mounts: list[Path] = []
+
+    def mount(kib: int = 512) -> Path:
+        where = tmp_path / f"disk{len(mounts)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            pytest.fail(f"disk-full tests mount a small tmpfs and need root: {done.stderr.strip()}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system of ``folder`` until about ``leave`` bytes are free; returns the filler file."""
+    filler = folder / ".filler"
+    free = shutil.disk_usage(folder).free - leave
+    with open(filler, "wb") as f:
+        while free > 0:
+            chunk = min(free, 1 << 16)
+            try:
+                f.write(b"\0" * chunk)
+                f.flush()
+            except OSError:
+                break
+            free -= chunk
+    return filler

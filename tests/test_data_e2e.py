@@ -22,6 +22,7 @@ from okapi_hf.data.build import build_dataset
 from okapi_hf.data.create import CACHE_NAME
 from okapi_hf.data.fake_llm import FakeLLMServer
 from okapi_hf.data.load import load_dataset
+from okapi_hf.data.runner import StepFailed
 from okapi_hf.testing import make_tiny_model
 
 WORDS = [f"topic{n}" for n in range(500)]
@@ -210,6 +211,15 @@ def serve(tmp_path_factory):
 
 
 @pytest.mark.slow
+def _reports(step, *args, **kwargs) -> list:
+    """A step's reports, also when it refused to pass on an output that kept nothing (StepFailed)."""
+    try:
+        result = step(*args, **kwargs)
+    except StepFailed as e:
+        return list(e.reports)
+    return result if isinstance(result, list) else [result]
+
+
 def test_every_step_runs_against_transformers_serve(serve, tmp_path):
     """A tiny random model cannot follow the prompts: the rows are rejected with reasons, never lost."""
     rows = tmp_path / "rows.jsonl"
@@ -221,29 +231,39 @@ def test_every_step_runs_against_transformers_serve(serve, tmp_path):
         )
     )
     out = tmp_path / "out"
-    generated = create.generate(out, 2, serve, max_tokens=48, progress=False, concurrency=2)
+    [generated] = _reports(create.generate, out, 2, serve, max_tokens=48, progress=False, concurrency=2)
     assert generated.requests == 2 and generated.kept + sum(generated.dropped.values()) == generated.parsed
-    assert (out / "multilingual-alpaca-52k" / "en.jsonl").is_file()
+    assert (out / "multilingual-alpaca-52k" / "en.jsonl").is_file() == (generated.kept > 0)
 
-    [translated] = create.translate(rows, out, "vi", serve, progress=False, concurrency=2)
+    [translated] = _reports(create.translate, rows, out, "vi", serve, progress=False, concurrency=2)
     assert translated.written + sum(translated.rejected.values()) == 3 and not translated.failed
     assert translated.usage and "req" in translated.usage.lower()
 
-    checked = create.respond(rows, tmp_path / "checked", [serve], samples=2, max_tokens=24, progress=False)
+    [checked] = _reports(
+        create.respond, rows, tmp_path / "checked", [serve], samples=2, max_tokens=24, progress=False
+    )
     assert checked.written + sum(checked.rejected.values()) == 3 and not checked.failed
     assert any("response not in Vietnamese" in note for note in checked.notes)  # random text is no language
-    responded = create.respond(
-        rows, out, [serve], samples=2, max_tokens=24, check_language=False, progress=False, concurrency=2
+    [responded] = _reports(
+        create.respond,
+        rows,
+        out,
+        [serve],
+        samples=2,
+        max_tokens=24,
+        check_language=False,
+        progress=False,
+        concurrency=2,
     )
     assert responded.written + sum(responded.rejected.values()) == 3 and not responded.failed
     written = _lines(out / "responses" / "vi.jsonl")
     assert all(len(r["responses"]) == 2 for r in written)
 
-    taco = create.taco(rows, out, serve, answer="model", progress=False, concurrency=2)
+    [taco] = _reports(create.taco, rows, out, serve, answer="model", progress=False, concurrency=2)
     assert taco.written + sum(taco.rejected.values()) == 3 and not taco.failed
 
-    ranked = create.rank(
-        out / "responses" / "vi.jsonl", out, serve, max_tokens=32, progress=False, concurrency=2
+    [ranked] = _reports(
+        create.rank, out / "responses" / "vi.jsonl", out, serve, max_tokens=32, progress=False, concurrency=2
     )
     assert ranked.written + sum(ranked.rejected.values()) == len(written) and not ranked.failed
     assert set(ranked.rejected) <= {

@@ -293,10 +293,13 @@ def test_an_explicit_api_object_is_used_as_given(built, token, online):
 def test_a_file_holding_the_token_is_refused_without_showing_it(copy, api_class, token, capsys, caplog):
     space = copy("space")
     (space / "notes.txt").write_text(f"my token is {token}\n")
-    assert _publish("space", space, "--repo-id", "org/name", "--dry-run") == 1
-    err = capsys.readouterr().err
-    assert f"{space / 'notes.txt'} contains your Hugging Face token" in err
-    assert token not in err and token not in caplog.text
+    assert _publish("space", space, "--repo-id", "org/name", "--dry-run") == 1  # the plan lists the refusal
+    out, err = capsys.readouterr()
+    assert "notes.txt: holds a secret (line 1: the value of $HF_TOKEN)" in out
+    assert _publish("space", space, "--repo-id", "org/name") == 1
+    err += capsys.readouterr().err
+    assert "refused to publish org/name: 1 file(s)" in err and "--dry-run" in err
+    assert token not in out + err and token not in caplog.text
     api_class.assert_not_called()
 
 

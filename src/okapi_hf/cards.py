@@ -25,6 +25,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from okapi_hf.data.schema import SUBSETS
 from okapi_hf.errors import OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import get_language
 
 OKAPI_CITATION = """@article{lai2023okapi,
@@ -514,7 +515,7 @@ def write_space_readmes(root: str | Path) -> list[Path]:
     for kind in SPACE_DEFAULTS:
         path = Path(root) / "spaces" / kind / "README.md"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_space_card(kind), encoding="utf-8")
+        atomic_write_text(path, render_space_card(kind))
         written.append(path)
     return written
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import numbers
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from okapi_hf.errors import OkapiError
+from okapi_hf.errors import ConfigError, OkapiError
 from okapi_hf.prompts import encode, encode_batch, format_example, format_prompt
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,72 @@ ROLES = ("system", "user", "assistant")
 
 class ChatError(OkapiError, ValueError):
     """A message, prompt or model path the chat pipeline cannot use."""
+
+
+class ChatOptionError(ChatError, ConfigError):
+    """A generation setting out of range: a ConfigError for the CLI, a ChatError for chat callers."""
+
+
+# What each generation setting must be: (kind, lowest, lowest allowed?, highest or None, what to say).
+# Checked before a model loads (and on every call's overrides), so a bad value is one line naming it,
+# not a transformers traceback after a minute of loading.
+_OPTION_RULES: dict[str, tuple[str, float, bool, float | None, str]] = {
+    "max_new_tokens": ("int", 1, True, None, "a whole number >= 1"),
+    "max_input_tokens": ("int", 1, True, None, "a whole number >= 1"),
+    "top_k": ("int", 0, True, None, "a whole number >= 0 (0: off)"),
+    "temperature": ("float", 0, True, None, "a number >= 0 (0: greedy)"),
+    "top_p": ("float", 0, False, 1, "a number > 0 and <= 1"),
+    "max_time": ("float", 0, False, None, "a number of seconds > 0"),
+    "seed": ("int", -(2**63), True, 2**64 - 1, "a whole number from -2**63 to 2**64-1"),
+}
+
+
+def cli_option(name: str) -> str:
+    """How the CLI spells a setting: ``max_new_tokens`` -> ``--max-new-tokens``."""
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user typed it, cut short: a message must stay one line whatever was passed."""
+    if isinstance(value, float):
+        text = format(value, "g")
+    elif isinstance(value, int) and value.bit_length() > 256:  # str() of a huge int is slow, or refused
+        text = f"(a {value.bit_length()}-bit number)"
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split())  # one line, whatever was passed
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _checked_option(name: str, value: Any, spell: Callable[[str], str]) -> int | float:
+    kind, low, low_ok, high, expected = _OPTION_RULES[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        problem = True
+    elif isinstance(value, numbers.Integral):
+        problem = False
+    else:
+        problem = not math.isfinite(value) or (kind == "int" and value != int(value))
+    if not problem:
+        problem = value < low or (value == low and not low_ok) or (high is not None and value > high)
+    if problem:
+        raise ChatOptionError(f"{spell(name)} {_shown(value)}: expected {expected}")
+    return int(value) if kind == "int" else float(value)
+
+
+def check_chat_options(
+    options: Mapping[str, Any], *, spell: Callable[[str], str] = cli_option
+) -> dict[str, Any]:
+    """``options`` with the known generation settings checked and normalised (``None`` means unset).
+
+    ``max_new_tokens``, ``max_input_tokens``, ``top_k``, ``temperature``, ``top_p``, ``max_time`` and
+    ``seed`` are checked (NaN and infinities included); other keys pass through. A bad value raises
+    :class:`ChatOptionError` (a ConfigError) naming the option as ``spell`` writes it, the CLI's
+    ``--top-k`` by default: call this before loading a model.
+    """
+    return {
+        name: _checked_option(name, value, spell) if name in _OPTION_RULES and value is not None else value
+        for name, value in options.items()
+    }
 
 
 @dataclass
@@ -131,6 +199,7 @@ class ChatPipeline:
         generation: dict[str, Any],
     ) -> list[str]:
         config = self._generation_config(generation)
+        seed = check_chat_options({"seed": seed}, spell=str).get("seed")
         if stops:
             config.stop_strings = list(stops)
         if seed is not None:
@@ -157,25 +226,65 @@ class ChatPipeline:
         return replies
 
     def render(self, messages: Sequence[dict[str, str]]) -> str:
-        """The prompt text for a conversation, oldest turns dropped (and logged) if it is too long."""
+        """The prompt text for a conversation, oldest turns dropped (and logged) if it is too long.
+
+        The cost stays linear in the conversation: each turn is tokenised once to rule out the turns
+        that cannot fit whatever the template adds, then a binary search over where the kept turns
+        start renders the prompt O(log turns) times (re-rendering once per dropped turn was quadratic:
+        minutes for a few thousand short turns).
+        """
         system = [m for m in messages if m["role"] == "system"]
         turns = [m for m in messages if m["role"] != "system"]
-        dropped = 0
-        while True:
-            text = self._render_once([*system, *turns])
-            n_tokens = len(encode(self.tokenizer, text, templated=self.uses_chat_template))
+        earliest, starts = self._possible_starts(turns)
+        if earliest == 0:  # the whole conversation may fit
+            text, n_tokens = self._measure([*system, *turns])
             if n_tokens <= self.max_input_tokens:
-                break
-            if len(turns) <= 1:
-                raise ChatError(
-                    f"the message is {n_tokens} tokens long; the limit is {self.max_input_tokens} "
-                    "(max_input_tokens): shorten it"
-                )
-            turns = turns[2:] if turns[0]["role"] == "user" and len(turns) > 2 else turns[1:]
-            dropped += 1
-        if dropped:
-            logger.warning("dropped the %d oldest turn(s) to fit %d tokens", dropped, self.max_input_tokens)
+                return text
+        last = len(turns) - 1
+        text, n_tokens = self._measure([*system, turns[last]])
+        if n_tokens > self.max_input_tokens:
+            raise ChatError(
+                f"the message is {n_tokens} tokens long; the limit is {self.max_input_tokens} "
+                "(max_input_tokens): shorten it"
+            )
+        low, high = -1, len(starts)  # turns from starts[low] do not fit; from starts[high] (or last) they do
+        while high - low > 1:
+            middle = (low + high) // 2
+            candidate, n_middle = self._measure([*system, *turns[starts[middle] :]])
+            if n_middle <= self.max_input_tokens:
+                high, text = middle, candidate
+            else:
+                low = middle
+        first = starts[high] if high < len(starts) else last
+        logger.warning("dropped the %d oldest message(s) to fit %d tokens", first, self.max_input_tokens)
         return text
+
+    def _measure(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+        """The rendered prompt and its length in tokens."""
+        text = self._render_once(messages)
+        return text, len(encode(self.tokenizer, text, templated=self.uses_chat_template))
+
+    def _possible_starts(self, turns: list[dict[str, str]]) -> tuple[int, list[int]]:
+        """The first turn that may fit, and the indexes of the user turns from there (before the last)
+        that a kept history could start with.
+
+        Turns whose text alone, counted back from the newest, exceeds the token limit cannot fit
+        whatever the template adds. They are counted in batches from the newest, each twice the
+        last, so the work is bounded by the token limit, not by the length of the history.
+        """
+        total, end, batch = 0, len(turns), 256
+        earliest = 0
+        while end > 0 and not earliest:
+            start = max(0, end - batch)
+            texts = [m["content"] for m in turns[start:end]]
+            counts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            for i in range(end - 1, start - 1, -1):
+                total += len(counts[i - start]) + 1  # at least one token of template around a message
+                if total > self.max_input_tokens:
+                    earliest = i + 1
+                    break
+            end, batch = start, 2 * batch
+        return earliest, [i for i in range(earliest, len(turns) - 1) if turns[i]["role"] == "user"]
 
     def _render_once(self, messages: list[dict[str, str]]) -> str:
         if self.uses_chat_template:
@@ -202,6 +311,7 @@ class ChatPipeline:
                 f"the prompt is {n_prompt} tokens long; the limit is {self.max_input_tokens} (max_input_tokens)"
             )
         config = self._generation_config(overrides)
+        seed = check_chat_options({"seed": seed}, spell=str).get("seed")
         if stops:
             config.stop_strings = list(stops)  # generate needs the tokenizer to find them in token ids
         kwargs = {**inputs, "generation_config": config, "tokenizer": self.tokenizer}
@@ -216,8 +326,13 @@ class ChatPipeline:
         return _stream(self.model, {**kwargs, "streamer": streamer}, streamer, stops, seed)
 
     def _generation_config(self, overrides: dict[str, Any]) -> Any:
-        """The model's generation config with the pipeline's settings and this call's overrides on top."""
-        settings = {**self.generation, **overrides}
+        """The model's generation config with the pipeline's settings and this call's overrides on top.
+
+        Temperature 0 means greedy decoding (transformers refuses it with sampling on).
+        """
+        settings = {**self.generation, **check_chat_options(overrides, spell=str)}
+        if settings.get("temperature") == 0:
+            settings["do_sample"] = False
         if not settings.get("do_sample", True):  # greedy: sampling knobs would only raise warnings
             settings = {k: v for k, v in settings.items() if k not in ("top_p", "top_k", "temperature")}
         config = copy.deepcopy(self.model.generation_config)
@@ -343,10 +458,16 @@ def pipeline(
     """Load a model for chatting: a folder, a LoRA adapter folder, a ``.gguf`` file, a preset or a Hub id.
 
     ``gpu=True`` puts the model on CUDA in bfloat16 as Okapi did; on the CPU it stays in float32.
-    ``generation`` overrides Okapi's sampling defaults for every call.
+    ``generation`` overrides Okapi's sampling defaults for every call. Out-of-range settings are refused
+    (:func:`check_chat_options`) before the model loads; a credential in a URL-like model path never
+    appears in an error.
     """
     from okapi_hf.models import ModelSourceError, load_model, load_tokenizer
+    from okapi_hf.spaces.limits import redact_credentials
 
+    checked = check_chat_options({"max_input_tokens": max_input_tokens, **generation})
+    max_input_tokens = checked.pop("max_input_tokens")
+    generation = checked
     if template not in ("auto", "okapi", "chat"):
         raise ChatError(f"template must be 'auto', 'okapi' or 'chat', not {template!r}")
     if gpu and not torch.cuda.is_available():
@@ -356,16 +477,24 @@ def pipeline(
         model = load_model(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
         tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
     except ModelSourceError as e:
-        raise ChatError(str(e)) from None
+        raise ChatError(redact_credentials(str(e))) from None
     except OSError as e:
-        raise ChatError(f"could not load a model from {str(model_path)!r}: {e}") from None
+        raise ChatError(redact_credentials(f"could not load a model from {str(model_path)!r}: {e}")) from None
     model.to("cuda" if gpu else "cpu").eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if max_input_tokens is None:
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
-        max_input_tokens = max(1, min(limit, 4096) - generation.get("max_new_tokens", 256))
+        new_tokens = generation.get("max_new_tokens") or 256
+        max_input_tokens = min(limit, 4096) - new_tokens
+        if max_input_tokens < 1:  # a long reply on a long-context model: the window decides
+            max_input_tokens = limit - new_tokens
+        if max_input_tokens < 1:
+            raise ChatError(
+                f"--max-new-tokens {new_tokens} leaves no room for a prompt: "
+                f"{redact_credentials(str(model_path))} reads at most {limit} tokens in all"
+            )
     return ChatPipeline(model, tokenizer, {**OKAPI_GENERATION, **generation}, max_input_tokens, template)
 
 
@@ -401,6 +530,7 @@ def terminal_chat(
             sys.stdout.write(text + end)
             sys.stdout.flush()
 
+    seed = check_chat_options({"seed": seed}).get("seed")
     read = input_fn or input
     system = language_system_prompt(lang) if lang else None
     history: list[dict[str, str]] = []

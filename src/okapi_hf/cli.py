@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from okapi_hf.cli_data import _count as count
+from okapi_hf.cli_data import _positive_int as positive_int
+from okapi_hf.cli_data import _temperature as temperature
+from okapi_hf.cli_data import _top_p as top_p
 from okapi_hf.cli_data import add_data_commands
 from okapi_hf.cli_eval import add_eval_commands
 from okapi_hf.errors import OkapiError
@@ -41,8 +48,13 @@ def _models_list(args: argparse.Namespace) -> None:
 
 
 def _models_prepare(args: argparse.Namespace) -> None:
-    from okapi_hf.models import resolve_model
+    from okapi_hf.models import PRESETS, resolve_model
 
+    if args.model not in PRESETS and not args.model.endswith(".gguf"):
+        raise OkapiError(
+            f"{args.model!r} is neither a preset ({', '.join(PRESETS)}) nor a .gguf file: only those need "
+            "preparing (a folder or a Hub id is used as it is)"
+        )
     print(resolve_model(args.model))
 
 
@@ -78,13 +90,17 @@ def _train_all(args: argparse.Namespace) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> None:
+    from okapi_hf.fsutil import locked
     from okapi_hf.quickstart import run_quickstart
 
-    run_quickstart(args.out, lang=args.lang, model=args.model, tiny=args.tiny)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OkapiError(f"--out {args.out} is a file; give a folder for everything the quickstart writes")
+    with locked(args.out, what=f"the quickstart folder {args.out}"):
+        run_quickstart(args.out, lang=args.lang, model=args.model, tiny=args.tiny)
 
 
 def _chat(args: argparse.Namespace) -> None:
-    from okapi_hf.chat import pipeline, terminal_chat
+    from okapi_hf.chat import check_chat_options, pipeline, terminal_chat
 
     generation = {
         k: v
@@ -98,6 +114,7 @@ def _chat(args: argparse.Namespace) -> None:
     }
     if args.lang:
         get_language(args.lang)  # an unknown code fails before the model loads
+    check_chat_options({"seed": args.seed})
     pipe = pipeline(
         args.model, gpu=args.gpu, template=args.template, max_input_tokens=args.max_input_tokens, **generation
     )
@@ -117,6 +134,10 @@ def _publish(args: argparse.Namespace) -> None:
         commit_message=args.commit_message,
     )
     print(result.summary())
+    if result.dry_run and result.plan.refused:  # scripts can check a dry run before the real one
+        raise OkapiError(
+            f"{len(result.plan.refused)} file(s) refused (listed above): a real publish uploads nothing"
+        )
 
 
 def _train_flags(p: argparse.ArgumentParser, default_recipe: str | None, model_help: str) -> None:
@@ -211,12 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="prompt format (auto: chat template if any)",
     )
-    p.add_argument("--max-new-tokens", type=int, help="default 256 (Okapi)")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-p", type=float, help="default 0.75 (Okapi)")
-    p.add_argument("--top-k", type=int, help="default 40 (Okapi)")
-    p.add_argument("--max-input-tokens", type=int, help="longest prompt accepted (older turns are dropped)")
-    p.add_argument("--seed", type=int, help="seed every reply, for repeatable answers")
+    p.add_argument("--max-new-tokens", type=positive_int, help="default 256 (Okapi)")
+    p.add_argument(
+        "--temperature",
+        type=temperature,
+        help="default: the model's generation config (1.0 without one); 0 decodes greedily",
+    )
+    p.add_argument("--top-p", type=top_p, help="default 0.75 (Okapi)")
+    p.add_argument("--top-k", type=count, help="default 40 (Okapi); 0 turns it off")
+    p.add_argument(
+        "--max-input-tokens", type=positive_int, help="longest prompt accepted (older turns are dropped)"
+    )
+    p.add_argument("--seed", type=count, help="seed every reply, for repeatable answers")
     p.add_argument("--no-stream", action="store_true", help="print each reply whole")
     p.set_defaults(func=_chat)
 
@@ -251,13 +278,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
-    except OkapiError as e:
-        print(f"okapi-hf: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt as e:  # a step that kept its work says what it kept
         print(f"okapi-hf: {e or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as e:
+        if os.environ.get("OKAPI_HF_TRACEBACK") == "1":
+            raise
+        print(f"okapi-hf: error: {error_line(e)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _disk_full(e: BaseException | None) -> BaseException | None:
+    """The ENOSPC in an exception or its causes (pyarrow and sqlite say it only in their text)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            s in str(e) for s in ("No space left on device", "database or disk is full")
+        ):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def error_line(e: BaseException) -> str:
+    """One line for any failure: ours say what to change; the file system's name the path and the cause.
+
+    Anything else is a bug in okapi-hf, said as such (``OKAPI_HF_TRACEBACK=1`` shows the traceback).
+    """
+    if isinstance(e, OkapiError):
+        return " ".join(str(e).split("\n")).strip()
+    full = _disk_full(e)
+    if full is not None:
+        where = f" writing {full.filename}" if getattr(full, "filename", None) else ""
+        return f"the disk is full{where}; free some space and run the command again (finished work is kept)"
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (
+        f"unexpected {type(e).__name__}: {first} (this is a bug in okapi-hf: please report it with the "
+        "command; OKAPI_HF_TRACEBACK=1 shows the traceback)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def _data_sample(args: argparse.Namespace) -> None:
 
     out = write_sample_raw(
         args.out,
-        resolve_langs(args.langs) if args.langs else None,
+        None if args.langs is None else resolve_langs(args.langs),  # `--langs ''` is refused, not "all"
         n_sft=args.n_sft,
         n_ranking=args.n_ranking,
         n_rl=args.n_rl,
@@ -80,7 +80,7 @@ def _data_create(args: argparse.Namespace) -> None:
     Ctrl-C: the step stops (its finished rows kept), says how far it got, and the CLI exits with 130.
     """
     from okapi_hf.data import create
-    from okapi_hf.data.runner import StepInterrupted
+    from okapi_hf.data.runner import StepFailed, StepInterrupted
 
     step = args.data_command
     backend = {"backends": args.backend.split(",")} if step == "respond" else {"backend": args.backend}
@@ -94,6 +94,10 @@ def _data_create(args: argparse.Namespace) -> None:
             price=args.price,
             timeout=args.timeout,
         )
+    except StepFailed as e:  # the step ran but must not be passed on: its summaries, then one line
+        for report in e.reports:
+            print(report.summary())
+        raise
     except StepInterrupted:  # the CLI prints its line (what was kept) and exits with 130
         # The process ends next. Its last garbage collections would walk every object torch and
         # transformers made (seconds on a busy machine); frozen objects are skipped, and nothing of
@@ -293,7 +297,9 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--subsets", help=subsets_help)
     p.add_argument("--out", default="okapi_raw", help="raw folder in the release layout")
     p.add_argument("--base-url", help="release base URL (default: $OKAPI_HF_BASE_URL or the original host)")
-    p.add_argument("--retries", type=int, default=5, help="attempts per file before giving up")
+    p.add_argument(
+        "--retries", type=_positive_int, default=5, metavar="N", help="attempts per file before giving up"
+    )
     p.add_argument("--force", action="store_true", help="download again even if files are present")
     p.set_defaults(func=_data_download)
 

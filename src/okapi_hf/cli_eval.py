@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from okapi_hf.cli_data import _positive_int as positive_int
 from okapi_hf.errors import OkapiError
 
 
@@ -33,15 +35,24 @@ def _eval_run(args: argparse.Namespace) -> None:
 
 
 def _eval_generate(args: argparse.Namespace) -> None:
-    from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_questions
+    from okapi_hf.eval.answer import load_questions
+    from okapi_hf.fsutil import locked
 
     questions = load_questions(args.questions, args.langs)
     if bool(args.model) == bool(args.backend):
         raise OkapiError(
             "give exactly one of --model (a local model, chat pipeline) or --backend (an endpoint)"
         )
+    with locked(args.out, what=f"the answers folder {args.out}"):
+        n = _answer(args, questions)
+    print(f"{n} new answer(s) to {len(questions)} {args.bench} question(s) in {args.out}")
+
+
+def _answer(args: argparse.Namespace, questions: list) -> int:
+    from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model
+
     if args.model:
-        n = answer_with_model(
+        return answer_with_model(
             questions,
             args.out,
             args.model,
@@ -49,15 +60,14 @@ def _eval_generate(args: argparse.Namespace) -> None:
             gpu=args.gpu,
             max_new_tokens=args.max_new_tokens,
         )
-    else:
-        n = answer_with_endpoint(
-            questions, args.out, args.backend, concurrency=args.concurrency, max_tokens=args.max_new_tokens
-        )
-    print(f"{n} new answer(s) to {len(questions)} {args.bench} question(s) in {args.out}")
+    return answer_with_endpoint(
+        questions, args.out, args.backend, concurrency=args.concurrency, max_tokens=args.max_new_tokens
+    )
 
 
 def _eval_judge(args: argparse.Namespace) -> None:
-    from okapi_hf.eval.judge import judge_answers, judge_spec
+    from okapi_hf.data.runner import StepFailed, output_files
+    from okapi_hf.eval.judge import judge_spec
 
     if args.judge_backend:
         backend = args.judge_backend
@@ -67,29 +77,38 @@ def _eval_judge(args: argparse.Namespace) -> None:
         raise OkapiError(
             "name the judge: --judge-backend SPEC, or --judge-model NAME (with --judge-endpoint URL)"
         )
-    from okapi_hf.data.runner import output_files
-
     files = output_files(args.answers)
     if not files:
         raise OkapiError(f"no <lang>.jsonl answers in {args.answers}: run `okapi-hf eval generate` first")
     failed = 0
     for path in files:
-        baseline = Path(args.baseline) / path.name if args.baseline else None
-        report = judge_answers(
-            path,
-            Path(args.out) / path.name,
-            backend,
-            mode=args.mode,
-            baseline_path=baseline,
-            references_path=args.references,
-            cache=args.cache,
-            concurrency=args.concurrency,
-            prompts_dir=args.prompts_dir,
-        )
+        try:
+            report = _judge_one(args, path, backend)
+        except StepFailed as e:  # the judge cannot go on (a refused key, a prompt too long): say why
+            for failed_report in e.reports:
+                print(failed_report.summary())
+            raise
         print(report.summary())
         failed += sum(report.failed.values())
     if failed:
         raise OkapiError(f"{failed} judgement(s) failed (the endpoint gave up); run the same command again")
+
+
+def _judge_one(args: argparse.Namespace, path: Path, backend: str) -> Any:
+    from okapi_hf.eval.judge import judge_answers
+
+    baseline = Path(args.baseline) / path.name if args.baseline else None
+    return judge_answers(
+        path,
+        Path(args.out) / path.name,
+        backend,
+        mode=args.mode,
+        baseline_path=baseline,
+        references_path=args.references,
+        cache=args.cache,
+        concurrency=args.concurrency,
+        prompts_dir=args.prompts_dir,
+    )
 
 
 def _eval_report(args: argparse.Namespace) -> None:
@@ -152,9 +171,11 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backend", help="or an endpoint: openai:MODEL@URL")
     p.add_argument("--out", required=True, help="answers folder (<lang>.jsonl)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--concurrency", type=int, default=16, help="requests in flight (endpoint only)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=8, help="prompts per generate call (local model)"
+    )
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="longest answer")
+    p.add_argument("--concurrency", type=positive_int, default=16, help="requests in flight (endpoint only)")
     p.add_argument("--gpu", action="store_true")
     p.set_defaults(func=_eval_generate)
 
@@ -167,7 +188,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["single", "pairwise"], default="single")
     p.add_argument("--baseline", help="(pairwise) answers folder of the model to compare against")
     p.add_argument("--references", help="JSONL {question_id, reference} for math and coding questions")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=positive_int, default=16, help="requests in flight")
     p.add_argument("--cache", help="request cache file (default: next to the judgements)")
     p.add_argument(
         "--prompts", dest="prompts_dir", type=Path, help="folder of judge prompts replacing the shipped"

@@ -3,7 +3,7 @@
 A kill at any instant must leave either the old state or the new one, never half of each: files are
 written to a temporary sibling, flushed to disk and renamed over the target; folders are built under a
 temporary name and renamed into place. Two runs writing one output would interleave, so the writer
-holds a lock (an ``flock`` on a sibling ``.lock`` file, released by the kernel when the process dies).
+holds a lock (an ``flock`` on a hidden sibling ``.<name>.lock`` file, released by the kernel when the process dies).
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ def move_into_place(tmp: str | Path, target: str | Path) -> Path:
 
 @contextlib.contextmanager
 def locked(path: str | Path, *, wait: bool = False, what: str | None = None) -> Iterator[Path]:
-    """Hold an exclusive lock on ``<path>.lock`` for the block.
+    """Hold an exclusive lock on ``.<name>.lock`` beside ``path`` for the block.
 
     ``wait=False`` refuses at once with the holder's pid (a second writer of one output); ``wait=True``
     waits for the holder to finish (a second process preparing the same cached model reuses its work).
     """
     path = Path(path)
-    lock_file = path.with_name(path.name + ".lock")
+    lock_file = path.with_name(f".{path.name}.lock")  # hidden: it stays after the run, harmless
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -93,8 +93,11 @@ def locked(path: str | Path, *, wait: bool = False, what: str | None = None) -> 
                 f"{what or path} is being written by process {holder} (lock {lock_file}); "
                 "wait for it to finish, or write somewhere else"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with contextlib.suppress(
+            OSError
+        ):  # the pid only helps the message; a full disk must not stop the run
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield path
     finally:
         os.close(fd)  # closing releases the lock; the file stays, so no race on who creates it

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from okapi_hf.errors import OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import get_language
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -307,7 +308,7 @@ def _report(out: Path, p: Plan, results: list[tuple[str, str, float]]) -> Path:
     )
     lines += ["", "## What this shows", "", _honest_note(p), ""]
     path = out / "quickstart.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines))
     _plot(out / "quickstart.png", p)
     return path
 

@@ -21,8 +21,10 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from okapi_hf.data.llm import (
     DEFAULT_OPENAI_BASE_URL,
@@ -32,6 +34,7 @@ from okapi_hf.data.llm import (
     ChatResult,
     LLMError,
 )
+from okapi_hf.data.llm_types import is_secret_param, redact, redact_url
 from okapi_hf.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,11 @@ class OpenAIBackend:
     identity) defaults to ``openai:MODEL@BASE_URL``; pass a stable one when the same model is served
     at changing addresses (a local server on a random port). ``token_field`` is the name of the
     length limit in the body (``max_completion_tokens`` for OpenAI's reasoning models).
+
+    Credentials in the URL (``https://user:key@host/v1``, sent as HTTP basic auth, or a secret query
+    parameter such as ``?api_key=``, sent as given) are used for the requests only: ``base_url``,
+    ``endpoint``, ``id`` and every message show the URL with them masked (``https://***@host/v1``),
+    so they reach no cache, row, log or error.
     """
 
     timeout_applies = True
@@ -60,21 +68,23 @@ class OpenAIBackend:
         *,
         id: str | None = None,
         token_field: str = "max_tokens",
+        option: str = "base_url",
     ) -> None:
-        if not re.match(r"^https?://[^/\s]+", base_url or ""):
-            raise ConfigError(
-                f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}"
-            )
-        if not model:
-            raise ConfigError("OpenAIBackend needs a model name")
-        self.base_url = base_url.rstrip("/")
+        url = parse_base_url(base_url, option)
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"{option}: the model name is empty; write openai:MODEL@{url.public}")
+        self.base_url = url.public
         self.model = model
-        self.endpoint = f"{self.base_url}/chat/completions"
+        self.endpoint = url.endpoint(public=True)
+        self._request_url = url.endpoint(public=False)
+        self._auth = url.auth
         self.id = id or f"openai:{model}@{self.base_url}"
         self.token_field = token_field
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self._secrets = (self._api_key, *url.secrets)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._ssl_context: Any = None  # built once: loading the CA bundle costs tens of ms per client
+        _hide_secrets_in_http_logs()
 
     def __repr__(self) -> str:  # never the key
         return (
@@ -108,6 +118,7 @@ class OpenAIBackend:
                 self._ssl_context = httpx.create_ssl_context()
             client = httpx.AsyncClient(
                 headers=headers,
+                auth=self._auth,  # user:key from the URL, as basic auth (it replaces a Bearer header)
                 verify=self._ssl_context,
                 timeout=httpx.Timeout(None),  # LLMClient bounds each attempt itself
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
@@ -119,7 +130,7 @@ class OpenAIBackend:
         import httpx
 
         try:
-            response = await self._client().post(self.endpoint, json=self.body(request))
+            response = await self._client().post(self._request_url, json=self.body(request))
         except httpx.TransportError as e:  # refused, reset, dropped mid-answer
             raise LLMError(
                 self._redact(f"{self.endpoint}: connection failed ({type(e).__name__}: {e})"),
@@ -147,13 +158,105 @@ class OpenAIBackend:
             ) from None
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        return redact(text, self._secrets)
 
     async def aclose(self) -> None:
         """Close the HTTP connections opened on the running event loop."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+@dataclass(frozen=True)
+class BaseURL:
+    """A checked base URL: what requests go to, what may be shown, and the credentials it carried."""
+
+    scheme: str
+    host: str  # host[:port], without user info
+    path: str
+    query: str
+    auth: tuple[str, str] | None
+    secrets: tuple[str, ...]
+    public: str  # the URL with credentials masked, no trailing slash
+
+    def endpoint(self, *, public: bool) -> str:
+        """``.../chat/completions``, keeping the query (``?api-version=``, a key some proxies want)."""
+        if public:
+            parts = urlsplit(self.public)
+            return urlunsplit((parts.scheme, parts.netloc, f"{parts.path}/chat/completions", parts.query, ""))
+        return urlunsplit((self.scheme, self.host, f"{self.path}/chat/completions", self.query, ""))
+
+
+def parse_base_url(url: Any, option: str = "base_url") -> BaseURL:
+    """Check an endpoint's base URL before any request; ConfigError names ``option`` and what is wrong.
+
+    Messages never show the credentials the URL may carry.
+    """
+    example = "http://127.0.0.1:8000/v1"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{option}: expected an http(s) base URL such as {example}, got {url!r}")
+    shown = redact_url(url)
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"{option}: the base URL {shown!r} contains a space; expected one like {example}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        if "port" in str(e).lower():
+            raise ConfigError(
+                f"{option}: the port in {shown!r} must be a whole number from 1 to 65535"
+            ) from None
+        raise ConfigError(
+            f"{option}: {shown!r} is not a valid URL ({e}); expected one like {example}"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        what = f"the scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ConfigError(
+            f"{option}: {shown!r} has {what}; expected an http(s) URL such as {example} (it must start "
+            "with http:// or https://)"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"{option}: {shown!r} names no host; expected a URL such as {example}")
+    if port is not None and port < 1:
+        raise ConfigError(f"{option}: the port in {shown!r} must be a whole number from 1 to 65535")
+    host = parts.netloc.rpartition("@")[2]
+    auth, secrets = None, []
+    if parts.username is not None or parts.password is not None:
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        auth = (user, password)
+        secrets += [user, password, parts.username or "", parts.password or ""] if password else [user]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if is_secret_param(name) and value:
+            secrets += [value, quote(value, safe=""), quote_plus(value)]
+    public = redact_url(url).rstrip("/")
+    path = parts.path.rstrip("/")
+    return BaseURL(parts.scheme.lower(), host, path, parts.query, auth, tuple(secrets), public)
+
+
+def public_spec(spec: str) -> str:
+    """A backend spec as it may be shown or stored: credentials in its URL masked."""
+    return redact(spec)
+
+
+class _SecretFilter(logging.Filter):
+    """Masks credentials in the HTTP client's own log lines (httpx logs each request's URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(redact(str(a)) if not isinstance(a, (int, float)) else a for a in args)
+        record.msg = redact(str(record.msg))
+        return True
+
+
+_SECRET_FILTER = _SecretFilter()
+
+
+def _hide_secrets_in_http_logs() -> None:
+    for name in ("httpx", "httpcore"):
+        http_logger = logging.getLogger(name)
+        if _SECRET_FILTER not in http_logger.filters:
+            http_logger.addFilter(_SECRET_FILTER)
 
 
 def parse_chat_response(content: bytes | str) -> ChatResult:
@@ -606,35 +709,59 @@ BACKEND_SPECS = (
     "openai:MODEL (base URL from OPENAI_BASE_URL, else https://api.openai.com/v1), "
     "openai:MODEL@http://HOST:PORT/v1, local:PATH_OR_REPO, seq2seq:PATH_OR_REPO"
 )
+# ``MODEL@URL``: the first '@' that a scheme (``http://``) follows ends the model name.
+_MODEL_AT_URL = re.compile(r"(?P<model>.*?)@(?P<url>[A-Za-z][A-Za-z0-9+.-]*://.*)", re.DOTALL)
 
 
-def make_backend(spec: str, **kw: Any) -> Backend:
-    """A backend from one string (``--llm`` on the command line); ``kw`` goes to its constructor.
+def make_backend(spec: str, *, option: str = "--backend", **kw: Any) -> Backend:
+    """A backend from one string (``--backend`` on the command line); ``kw`` goes to its constructor.
 
     - ``openai:gpt-4o-mini``: OpenAI, or whatever ``OPENAI_BASE_URL`` points to;
     - ``openai:MODEL@http://127.0.0.1:8000/v1``: any OpenAI-compatible server (vLLM, TGI, ``transformers serve``);
     - ``local:PATH``: :class:`LocalBackend`; ``seq2seq:PATH``: :class:`Seq2SeqBackend`.
+
+    Everything is checked here, before any request: the error names ``option`` and what was expected,
+    and shows the spec with any credential in it masked.
     """
     if not isinstance(spec, str):
-        raise ConfigError(f"a backend spec is a string ({BACKEND_SPECS}), got {type(spec).__name__}")
+        raise ConfigError(
+            f"{option}: a backend spec is a string ({BACKEND_SPECS}), got {type(spec).__name__}"
+        )
+    shown = public_spec(spec)
     scheme, sep, rest = spec.strip().partition(":")
     if scheme in ("http", "https"):
         raise ConfigError(
-            f"backend spec {spec!r} is a URL; write openai:MODEL@{spec} (accepted: {BACKEND_SPECS})"
+            f"{option} {shown!r} is a URL; write openai:MODEL@{shown} (accepted: {BACKEND_SPECS})"
         )
-    if not sep or not rest:
-        raise ConfigError(f"backend spec {spec!r} has no '<kind>:<target>' form; accepted: {BACKEND_SPECS}")
+    if not sep or not rest.strip():
+        raise ConfigError(f"{option} {shown!r} has no '<kind>:<target>' form; accepted: {BACKEND_SPECS}")
     if scheme == "openai":
-        match = re.fullmatch(r"(?P<model>.+?)@(?P<url>https?://.+)", rest)
-        if match:
-            return OpenAIBackend(match["url"], match["model"], **kw)
-        if "@" in rest and "://" in rest:
-            raise ConfigError(
-                f"backend spec {spec!r}: the base URL after '@' must start with http:// or https://"
-            )
-        return OpenAIBackend(os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL, rest, **kw)
+        return _openai_backend(rest, shown, option, **kw)
     if scheme == "local":
         return LocalBackend(rest, **kw)
     if scheme == "seq2seq":
         return Seq2SeqBackend(rest, **kw)
-    raise ConfigError(f"unknown backend kind {scheme!r} in {spec!r}; accepted: {BACKEND_SPECS}")
+    raise ConfigError(f"{option}: unknown backend kind {scheme!r} in {shown!r}; accepted: {BACKEND_SPECS}")
+
+
+def _openai_backend(rest: str, shown: str, option: str, **kw: Any) -> OpenAIBackend:
+    """``MODEL@URL`` or ``MODEL`` (then ``OPENAI_BASE_URL``, else OpenAI's own API)."""
+    match = _MODEL_AT_URL.fullmatch(rest)
+    if match:
+        model, url = match["model"].strip(), match["url"]
+        if not model:
+            raise ConfigError(
+                f"{option} {shown!r}: the model name before '@' is empty; write openai:MODEL@URL"
+            )
+        return OpenAIBackend(url, model, option=f"{option} {shown!r}", **kw)
+    model = rest.strip()
+    if "@" in model:  # "m@notaurl", "m@127.0.0.1:8000/v1": not a model name, and not a URL either
+        after = redact(model.partition("@")[2])
+        raise ConfigError(
+            f"{option} {shown!r}: after '@' expected a base URL starting with http:// or https://, such "
+            f"as http://127.0.0.1:8000/v1, got {after!r}"
+        )
+    env = os.environ.get("OPENAI_BASE_URL")
+    if env:
+        return OpenAIBackend(env, model, option="OPENAI_BASE_URL", **kw)
+    return OpenAIBackend(DEFAULT_OPENAI_BASE_URL, model, option=option, **kw)

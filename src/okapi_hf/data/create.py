@@ -7,19 +7,28 @@ taco -> ``taco/<lang>.jsonl``. So ``okapi-hf data build --raw-dir OUT`` takes th
 ``max_tokens``, ``temperature`` and ``top_p`` override what each step picks for its requests (None
 keeps the step's choice); ``timeout`` bounds one request attempt to an endpoint. Ctrl-C stops a step
 within a second or so, its finished rows kept, with :class:`~okapi_hf.data.runner.StepInterrupted`.
+
+Every option is checked before the input is read, a folder made or a request sent, and an error
+names the option (``--backend``, ``--concurrency``, ``--price``...). A step whose output the next
+one cannot use (no row kept, or rows the endpoint refuses whatever the retries) raises
+:class:`~okapi_hf.data.runner.StepFailed`: one line saying why, with the run reports attached.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from okapi_hf.data.backends import make_backend
+from okapi_hf.data.backends import make_backend, public_spec
 from okapi_hf.data.llm import LLMClient, Price
-from okapi_hf.data.llm_types import Sampling
+from okapi_hf.data.llm_types import Sampling, StorageFullError
 from okapi_hf.data.runner import (
     RunReport,
+    StepFailed,
+    check_outcome,
     parse_shard,
     read_rows,
     run_rows,
@@ -30,6 +39,7 @@ from okapi_hf.data.runner import (
 )
 from okapi_hf.data.schema import get_subset
 from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.fsutil import locked
 from okapi_hf.languages import get_language, resolve_langs
 
 CACHE_NAME = ".okapi_llm_cache.sqlite"
@@ -43,32 +53,106 @@ def make_client(
     concurrency: int = 16,
     price: str | None = None,
     timeout: float = 120.0,
+    option: str = "--backend",
 ) -> LLMClient:
     """A client for ``backend`` whose request cache lives in ``out`` unless ``cache`` says otherwise.
 
-    ``timeout`` is the seconds one attempt at an endpoint may take before it is retried.
+    ``timeout`` is the seconds one attempt at an endpoint may take before it is retried. Every value
+    is checked before anything is created on disk or sent: an error names the option at fault.
     """
-    Path(out).mkdir(parents=True, exist_ok=True)
+    check_concurrency(concurrency)
+    parsed_price = parse_price(price)
+    made = make_backend(backend, option=option)
+    make_folder(out, "--out")
     return LLMClient(
-        make_backend(backend),
+        made,
         concurrency=concurrency,
         cache=Path(cache) if cache else Path(out) / CACHE_NAME,
-        price=parse_price(price),
+        price=parsed_price,
         timeout=timeout,
     )
 
 
+def _check_options(
+    backends: Sequence[str],
+    *,
+    concurrency: int = 16,
+    price: str | None = None,
+    cache: str | Path | None = None,
+    **_: Any,
+) -> None:
+    """The client options of a step, checked before its input is read or any folder is made."""
+    check_concurrency(concurrency)
+    parse_price(price)
+    check_cache_path(cache)
+    for spec in backends:
+        make_backend(spec)
+
+
+def check_cache_path(cache: str | Path | None) -> None:
+    """``--cache``: a file's path (it may not exist yet), not a folder and not under a file."""
+    if not cache:
+        return
+    path = Path(cache)
+    if path.is_dir():
+        raise ConfigError(f"--cache {path} is a folder; give the path of a file (an SQLite database)")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"--cache {path}: {blocker} is a file, not a folder; give another cache path")
+
+
+def check_concurrency(concurrency: Any) -> None:
+    """``--concurrency``: requests in flight at once, 1 or more."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(
+            f"--concurrency {concurrency}: expected a whole number of 1 or more (requests at once)"
+        )
+
+
+def make_folder(folder: str | Path, option: str) -> Path:
+    """Create an output folder; a file in the way is named, not a traceback."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise ConfigError(
+            f"{option} {folder}: {blocker} is a file; expected a folder (or a new path)"
+        ) from None
+    return folder
+
+
 def parse_price(spec: str | None) -> Price | None:
-    """``"0.15,0.60"``: USD per million input and output tokens."""
+    """``"0.15,0.60"``: USD per million input and output tokens, each a finite number of 0 or more."""
     if not spec:
         return None
+    expected = f"--price {spec!r}: expected INPUT,OUTPUT in USD per million tokens, e.g. 0.15,0.60"
     try:
         given, taken = (float(x) for x in spec.split(","))
     except ValueError:
-        raise DataError(
-            f"--price {spec!r}: expected INPUT,OUTPUT in USD per million tokens, e.g. 0.15,0.60"
-        ) from None
+        raise DataError(expected) from None
+    if not all(math.isfinite(x) and x >= 0 for x in (given, taken)):
+        raise DataError(f"{expected}; both numbers must be 0 or more")
     return Price(given, taken)
+
+
+def check_prompts_dir(prompts_dir: str | Path | None) -> None:
+    """``--prompts``: a folder holding at least one of the shipped prompts' files (else a typo would
+    silently run the shipped prompts)."""
+    if prompts_dir is None:
+        return
+    from okapi_hf.data.prompts import prompt_names
+
+    folder = Path(prompts_dir)
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise ConfigError(f"--prompts {folder} {what}; expected a folder of prompt files (NAME.md)")
+    names = set(prompt_names())
+    if not any(p.stem in names for p in folder.glob("*.md")):
+        raise ConfigError(
+            f"--prompts {folder} holds none of the prompt files; expected some of: "
+            + ", ".join(f"{n}.md" for n in sorted(names))
+        )
 
 
 def _output(out: str | Path, folder: str, lang: str, shard: str | None) -> Path:
@@ -76,7 +160,12 @@ def _output(out: str | Path, folder: str, lang: str, shard: str | None) -> Path:
 
 
 def _rows(input: str | Path, shard: str | None) -> list[dict[str, Any]]:
-    return take_shard(read_rows(input), parse_shard(shard))
+    """The input's rows of this shard; an input without rows is an error before any work."""
+    spec = parse_shard(shard)
+    rows = read_rows(input)
+    if not rows:
+        raise DataError(f"--input {input} holds no rows; expected JSON/JSONL objects to work on")
+    return take_shard(rows, spec)
 
 
 def _lang_of(rows: list[dict[str, Any]], lang: str | None, input: str | Path) -> str:
@@ -130,7 +219,7 @@ def _run(
     """
     report = RunReport(step=step, out=out, total=len(rows))
     main = run_rows(
-        rows, work, out, step=step, client=clients[0], settings=settings, progress=progress, report=report
+        rows, work, out, step=step, client=clients, settings=settings, progress=progress, report=report
     )
     return run_step(main, clients, report.interruption)
 
@@ -155,15 +244,19 @@ def generate(
     """
     from okapi_hf.data.generate import GenerateReport, generate_tasks
 
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ConfigError(f"--num {num}: expected how many tasks to make, a whole number of 1 or more")
+    check_prompts_dir(prompts_dir)
+    _check_options([backend], **client_kw)
     seed_file = Path(seeds) if seeds else Path(__file__).parent / "prompts" / "seed_tasks.jsonl"
     seed_rows = read_rows(seed_file)
+    if not seed_rows:
+        raise DataError(f"--seeds {seed_file} holds no tasks; expected rows with instruction, input, output")
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     client = make_client(backend, out, **client_kw)
     target = Path(out) / get_subset("sft").release_folder / "en.jsonl"
+    make_folder(target.parent, "--out")
     live = GenerateReport()
-    main = generate_tasks(
-        seed_rows, client, num, prompts_dir=prompts_dir, progress=progress, sampling=sampling, report=live
-    )
 
     def interrupted() -> str:
         return (
@@ -171,10 +264,36 @@ def generate(
             f"the {client.usage.requests} answer(s) received are cached: run the same command again to resume"
         )
 
-    tasks, report = run_step(main, [client], interrupted)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_rows(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
-    report.out, report.usage = target, client.usage.summary()
+    try:
+        with locked(target, what=f"the output {target}"):
+            main = generate_tasks(
+                seed_rows,
+                client,
+                num,
+                prompts_dir=prompts_dir,
+                progress=progress,
+                sampling=sampling,
+                report=live,
+            )
+            tasks, report = run_step(main, [client], interrupted)
+            report.out, report.usage = target, client.usage.summary()
+            if not tasks:  # an earlier run's tasks stay; the next step must not start on an empty file
+                dropped = "; ".join(f"{n}: {reason}" for reason, n in report.dropped.most_common(3))
+                raise StepFailed(
+                    f"generate: no task kept of {report.parsed} parsed from {report.requests} answer(s)"
+                    + (f" ({dropped})" if dropped else " (the answers held no '### Task N' blocks)")
+                    + f"; nothing written to {target}: check the model and the prompt first",
+                    [report],
+                )
+            write_rows(target, [{"id": f"en-gen-{n}", "lang": "en", **task} for n, task in enumerate(tasks)])
+    except OSError as e:
+        if isinstance(e, StorageFullError) or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageFullError(
+            f"generate: no space left on the disk of {target}: free some space and run the same command "
+            f"again; the file is as it was before, and the {client.usage.requests} answer(s) received are "
+            "cached, so nothing is paid for twice"
+        ) from e
     return report
 
 
@@ -197,15 +316,19 @@ def translate(
     from okapi_hf.data.translate import make_translate
 
     folder = get_subset(subset).release_folder
+    check_prompts_dir(prompts_dir)
+    _check_options([backend], **client_kw)
+    targets = resolve_langs(langs)
     rows = _rows(input, shard)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     reports = []
-    for lang in resolve_langs(langs):
+    for lang in targets:
         client = make_client(backend, out, **client_kw)
         work = make_translate(lang, client, prompts_dir=prompts_dir, sampling=sampling)
-        settings = _settings(prompts_dir, backend=backend, **sampling.given())
+        settings = _settings(prompts_dir, backend=public_spec(backend), **sampling.given())
         target = _output(out, folder, lang, shard)
         reports.append(_run(rows, work, target, f"translate {lang}", [client], progress, settings))
+    check_outcome(reports)
     return reports
 
 
@@ -227,11 +350,20 @@ def respond(
     """K responses per row: every backend, ``samples`` times each."""
     from okapi_hf.data.respond import MAX_TOKENS, make_respond
 
+    backends = [backends] if isinstance(backends, str) else list(backends)
+    if not backends or any(not str(spec).strip() for spec in backends):
+        raise ConfigError(
+            f"--backend {','.join(public_spec(str(b)) for b in backends)!r} lists an empty spec (two commas "
+            "in a row, or one at an end); expected comma-separated specs such as openai:MODEL@URL"
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"--samples {samples}: expected responses per model, a whole number of 1 or more")
     if len(backends) * samples < 2:
         raise ConfigError(
             f"respond makes {len(backends) * samples} response(s) per instruction; ranking needs at least 2: "
             "pass --samples 2 or more, or several --backend specs"
         )
+    _check_options(backends, **client_kw)
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
@@ -239,7 +371,7 @@ def respond(
     work = make_respond(clients, samples=samples, sampling=sampling, check_language=check_language)
     settings = _settings(
         None,
-        backends=list(backends),
+        backends=[public_spec(spec) for spec in backends],
         samples=samples,
         check=check_language,
         **_recorded(sampling, MAX_TOKENS),
@@ -247,6 +379,7 @@ def respond(
     target = _output(out, "responses", lang, shard)
     report = _run(rows, work, target, f"respond {lang}", clients, progress, settings)
     report.notes += [f"responses left out ({n}): {reason}" for reason, n in work.dropped.most_common()]
+    check_outcome([report])
     return report
 
 
@@ -267,6 +400,8 @@ def rank(
     """Each row's responses ordered best first by the judge: ranking-subset rows."""
     from okapi_hf.data.rank import MAX_TOKENS, make_rank
 
+    check_prompts_dir(prompts_dir)
+    _check_options([backend], **client_kw)
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
@@ -275,10 +410,12 @@ def rank(
     target = _output(out, get_subset("ranking").release_folder, lang, shard)
     settings = _settings(
         prompts_dir,
-        backend=backend,
+        backend=public_spec(backend),
         **_recorded(sampling, MAX_TOKENS),
     )
-    return _run(rows, work, target, f"rank {lang}", [client], progress, settings)
+    report = _run(rows, work, target, f"rank {lang}", [client], progress, settings)
+    check_outcome([report])
+    return report
 
 
 def taco(
@@ -300,15 +437,20 @@ def taco(
     """TaCo rows (instruction in ``lang``, then English instruction, English answer, answer in ``lang``)."""
     from okapi_hf.data.taco import make_taco
 
+    check_prompts_dir(prompts_dir)
+    _check_options([backend], **client_kw)
     rows = _rows(input, shard)
     lang = _lang_of(rows, lang, input)
-    client = make_client(backend, out, **client_kw)
     english_rows = read_rows(english) if english else None
+    client = make_client(backend, out, **client_kw)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     work = make_taco(
         lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer, sampling=sampling
     )
     settings = _settings(
-        prompts_dir, backend=backend, english=str(english), answer=answer, **sampling.given()
+        prompts_dir, backend=public_spec(backend), english=str(english), answer=answer, **sampling.given()
     )
-    return _run(rows, work, _output(out, "taco", lang, shard), f"taco {lang}", [client], progress, settings)
+    target = _output(out, "taco", lang, shard)
+    report = _run(rows, work, target, f"taco {lang}", [client], progress, settings)
+    check_outcome([report])
+    return report

@@ -9,8 +9,9 @@ Failure injection (``failures``) is either a list of kinds applied to the first 
 or a function ``(call_index, body) -> kind | None``. Kinds:
 
 - ``"429"``: rate limited, with ``Retry-After: <retry_after>``;
-- ``"500"``, ``"502"``, ``"503"``: server errors; ``"400"``, ``"404"``: client errors; ``"401"``: a
-  client error whose message echoes the bearer token (to check that the client redacts it);
+- ``"500"``, ``"502"``, ``"503"``: server errors; ``"400"``, ``"403"``, ``"404"``: client errors; ``"401"``:
+  a client error whose message echoes the credentials it got (to check that the client redacts them);
+- ``"too_long"``: HTTP 400 saying the prompt exceeds the model's context, as OpenAI and vLLM do;
 - ``"malformed"``: HTTP 200 with a body that is not JSON; ``"incomplete"``: JSON without ``choices``;
 - ``"timeout"``: answer only after ``hang`` seconds (the client should time out first);
 - ``"drop"``: close the connection without answering.
@@ -18,6 +19,7 @@ or a function ``(call_index, body) -> kind | None``. Kinds:
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -25,9 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 FAILURE_KINDS: tuple[str, ...] = (
-    "429", "500", "502", "503", "400", "401", "404", "malformed", "incomplete", "timeout", "drop",
+    "429", "500", "502", "503", "400", "401", "403", "404", "too_long", "malformed", "incomplete",
+    "timeout", "drop",
 )  # fmt: skip
 
 Reply = Callable[[list[dict[str, Any]]], str]
@@ -55,7 +59,8 @@ def echo(messages: list[dict[str, Any]]) -> str:
 class FakeLLMServer:
     """``with FakeLLMServer(latency=0.2) as server: ... server.url`` (``http://127.0.0.1:PORT/v1``).
 
-    Records every POST body (``requests``), its headers (``headers``), arrival times (``times``), the
+    Records every POST body (``requests``), its path with the query (``paths``), its headers
+    (``headers``), arrival times (``times``), the
     number of POSTs (``count``, failed ones included) and the most requests in flight at once
     (``max_in_flight``).
     """
@@ -81,6 +86,7 @@ class FakeLLMServer:
         self.retry_after = retry_after
         self.hang = hang
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.times: list[float] = []
         self.max_in_flight = 0
@@ -103,6 +109,7 @@ class FakeLLMServer:
         """Forget what was received (the failure schedule keeps counting from zero again)."""
         with self._lock:
             self.requests.clear()
+            self.paths.clear()
             self.headers.clear()
             self.times.clear()
             self.max_in_flight = 0
@@ -128,11 +135,12 @@ class FakeLLMServer:
 
     # -- per request --------------------------------------------------------------------------------
 
-    def _admit(self, body: dict[str, Any], headers: dict[str, str]) -> str | None:
+    def _admit(self, body: dict[str, Any], headers: dict[str, str], path: str = "") -> str | None:
         """Record one POST and return its failure kind, if any."""
         with self._lock:
             index = len(self.requests)
             self.requests.append(body)
+            self.paths.append(path)
             self.headers.append(headers)
             self.times.append(time.monotonic())
             self._in_flight += 1
@@ -205,7 +213,8 @@ class FakeLLMServer:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                # the query (``?api-version=``, a key some proxies take there) is not part of the route
+                if not urlsplit(self.path).path.rstrip("/").endswith("/chat/completions"):
                     self._error(404, f"no route {self.path}")
                     return
                 try:
@@ -213,7 +222,7 @@ class FakeLLMServer:
                 except json.JSONDecodeError:
                     self._error(400, "request body is not JSON")
                     return
-                kind = server._admit(body, {k.lower(): v for k, v in self.headers.items()})
+                kind = server._admit(body, {k.lower(): v for k, v in self.headers.items()}, self.path)
                 try:
                     if server.latency:
                         time.sleep(server.latency)
@@ -229,8 +238,16 @@ class FakeLLMServer:
                     self._error(429, "Rate limit reached for requests", headers)
                 elif kind == "401":  # echoes the key, as some servers do: the client must redact it
                     key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    if key.startswith("Basic "):  # user:key from the URL
+                        key = base64.b64decode(key.removeprefix("Basic ")).decode(errors="replace")
                     self._error(401, f"Incorrect API key provided: {key}")
-                elif kind in ("400", "404", "500", "502", "503"):
+                elif kind == "too_long":
+                    self._error(
+                        400,
+                        "This model's maximum context length is 4096 tokens. However, your messages "
+                        "resulted in 9120 tokens. Please reduce the length of the messages.",
+                    )
+                elif kind in ("400", "403", "404", "500", "502", "503"):
                     self._error(int(kind), f"injected failure {kind}")
                 elif kind == "malformed":
                     self._send(200, b"<html>502 Bad Gateway</html>")

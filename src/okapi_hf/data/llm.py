@@ -19,16 +19,22 @@ a Python function) and ``make_backend`` are in :mod:`okapi_hf.data.backends`; th
 error and usage types in :mod:`okapi_hf.data.llm_types` (importable from here too).
 
 The API key is read from ``OPENAI_API_KEY`` (or passed), sent only as the ``Authorization`` header,
-and kept out of cache keys, the cache file, log records and error messages.
+and kept out of cache keys, the cache file, log records and error messages; so are credentials given
+in a base URL (``https://user:key@host/v1``, ``?api_key=``), which are shown masked everywhere. A full
+disk under the cache is one :class:`StorageFullError` naming the file; the answers committed before
+stay readable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import errno
 import json
 import logging
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -38,16 +44,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from okapi_hf.data.llm_types import ChatRequest, ChatResult, LLMError, Price, Usage
-from okapi_hf.errors import ConfigError
+from okapi_hf.data.llm_types import RETRYABLE_STATUSES as RETRYABLE_STATUSES  # re-exported
+from okapi_hf.data.llm_types import (
+    CacheError,
+    ChatRequest,
+    ChatResult,
+    LLMError,
+    Price,
+    StorageFullError,
+    Usage,
+)
+from okapi_hf.errors import ConfigError, OkapiError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
-# Statuses worth asking again: timeout, conflict, rate limit and every server-side error.
-RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
+# SQLite's primary result code for "database or disk is full".
+_SQLITE_FULL = 13
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,14 +83,59 @@ class RequestCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise ConfigError(
+                f"--cache {self.path} is a folder; give the path of a file (an SQLite database)"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(
+                f"--cache {self.path}: {self.path.parent} is a file, not a folder; give another cache path"
+            ) from None
+        except OSError as e:
+            raise self._os_error(e, "create the folder of") from e
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 60000")
             self._setup(deadline=time.monotonic() + 60.0)
         except sqlite3.DatabaseError as e:
+            self._close_quietly()
+            if self._disk_full(e):
+                raise self._full() from e
             raise ConfigError(f"cannot use {self.path} as the LLM request cache (an SQLite file): {e}") from e
+
+    def _disk_full(self, error: sqlite3.Error) -> bool:
+        """SQLITE_FULL, or an I/O error or a file it could not open on a disk with no room left."""
+        if (
+            getattr(error, "sqlite_errorcode", None) is not None
+            and error.sqlite_errorcode & 0xFF == _SQLITE_FULL
+        ):
+            return True
+        if "disk is full" in str(error):
+            return True
+        try:
+            return shutil.disk_usage(self.path.parent).free < 64 * 1024
+        except OSError:
+            return False
+
+    def _full(self) -> StorageFullError:
+        return StorageFullError(
+            f"no space left on the disk of {self.path} (the LLM request cache, whose earlier answers are "
+            "kept): free some space, or pass --cache a file on another disk"
+        )
+
+    def _os_error(self, error: OSError, doing: str) -> OkapiError:
+        if error.errno == errno.ENOSPC:
+            return self._full()
+        return ConfigError(f"cannot {doing} the LLM request cache {self.path}: {error.strerror or error}")
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
     def _setup(self, deadline: float) -> None:
         """Switch to WAL and create the table, waiting out other processes doing the same.
@@ -102,11 +162,14 @@ class RequestCache:
             self._db.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
     def get(self, key: str) -> ChatResult | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM responses WHERE key = ?",
+                    (key,),
+                ).fetchone()
+        except sqlite3.Error as e:  # a file damaged or replaced under a running step
+            raise CacheError(f"cannot read the LLM request cache {self.path}: {e}") from e
         if row is None:
             return None
         return ChatResult(row[0], row[1], row[2], cached=True, finish_reason=row[3])
@@ -123,8 +186,13 @@ class RequestCache:
             result.finish_reason,
             time.time(),
         )
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+        except sqlite3.Error as e:
+            if self._disk_full(e):
+                raise self._full() from e
+            raise CacheError(f"cannot write the LLM request cache {self.path}: {e}") from e
 
     def __len__(self) -> int:
         with self._lock:
@@ -135,8 +203,9 @@ class RequestCache:
             return self._db.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
 
     def close(self) -> None:
+        """Close the file; an error here (a full disk at the last checkpoint) loses no committed answer."""
         with self._lock:
-            self._db.close()
+            self._close_quietly()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,6 +416,13 @@ class LLMClient:
                     if error.retryable:
                         raise LLMError(
                             f"gave up after {attempt + 1} attempts: {error}",
+                            endpoint=error.endpoint,
+                            status=error.status,
+                            attempts=attempt + 1,
+                        ) from error
+                    if error.permanent:  # say what to change: asking again unchanged cannot help
+                        raise LLMError(
+                            f"{error}; {error.advice}",
                             endpoint=error.endpoint,
                             status=error.status,
                             attempts=attempt + 1,

@@ -9,13 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from okapi_hf.errors import ConfigError, DataError, OkapiError
 
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
+# Statuses worth asking again: timeout, conflict, rate limit and every server-side error.
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
+# Statuses that every request of a run would get too (a bad key, an unknown model or route): the run
+# stops at the first one instead of paying for thousands of requests that cannot succeed.
+FATAL_STATUSES: frozenset[int] = frozenset({401, 403, 404, 405})
+RETRY_ADVICE = "run the command again to retry"
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,10 @@ class LLMError(OkapiError):
     """A request that failed: for good (after retries, or a non-retryable 4xx), or one retryable attempt.
 
     The message names the endpoint, the HTTP status (when there is one) and the server's error text;
-    never the API key. ``retryable`` tells the client whether asking again may help.
+    never the API key. ``retryable`` tells the client whether asking again may help now;
+    :attr:`permanent` whether a later run could fare better at all (a 401 or a prompt too long will
+    not), :attr:`fatal` whether every other request would fail the same way, and :attr:`advice` what to
+    change (or to run again).
     """
 
     def __init__(
@@ -215,6 +227,107 @@ class LLMError(OkapiError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.attempts = attempts
+
+    @property
+    def permanent(self) -> bool:
+        """The endpoint refused the request as such (a 4xx other than timeouts and rate limits)."""
+        return self.status is not None and 400 <= self.status < 500 and self.status not in RETRYABLE_STATUSES
+
+    @property
+    def fatal(self) -> bool:
+        """Every request to this endpoint would fail the same way: a bad key, an unknown model or route."""
+        return self.status in FATAL_STATUSES
+
+    @property
+    def advice(self) -> str:
+        """What to do about it: run again when that may help, else what to change."""
+        return advice_for(self.status) if self.permanent else RETRY_ADVICE
+
+
+def advice_for(status: int | None) -> str:
+    """What to change after an HTTP error that retrying cannot fix (never the key itself)."""
+    if status == 401:
+        return (
+            "the endpoint refused the API key: set OPENAI_API_KEY (or the key in the endpoint's URL) "
+            "to a key this endpoint accepts, then run again"
+        )
+    if status == 403:
+        return (
+            "the API key is not allowed to use this model or endpoint: use a key with access to it, "
+            "or another model in --backend"
+        )
+    if status in (404, 405):
+        return (
+            "the endpoint knows no such model or route: check the model name (openai:MODEL@URL) and "
+            "that the URL is the API root (usually ending in /v1)"
+        )
+    return (
+        "the endpoint refused the request itself (often a prompt longer than the model's context, or an "
+        "option it does not support): shorten the rows, lower --max-tokens or use another model; "
+        "running it again unchanged fails the same way"
+    )
+
+
+class StorageFullError(OkapiError, OSError):
+    """The disk filled up while a step wrote its output or its request cache; finished work is kept."""
+
+
+class CacheError(ConfigError):
+    """The request cache could not be read or written mid-run: the run stops (no row is to blame)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Credentials in URLs and backend specs
+# --------------------------------------------------------------------------------------------------
+
+MASK = "***"
+# Query parameters that carry a credential (``?api_key=``, ``?key=``, Azure's ``?sig=``...).
+_SECRET_PARAM = re.compile(
+    r"(?:^|[-_.])(?:key|api[-_]?key|apikey|token|access[-_]?token|secret|password|passwd|pwd|sig|"
+    r"signature|auth|authorization|credential|credentials|code)$",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*:/{1,2}[^\s'\"<>]+")  # one slash: what Path() makes of a URL
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})[^\s/?#]*@")
+# Token shapes worth hiding wherever they appear (OpenAI, Hugging Face, Anthropic, AWS access keys).
+_TOKEN = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query parameter of this name carries a credential (``api_key``, ``token``, ``sig``)."""
+    return bool(_SECRET_PARAM.search(name))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: ``user:key@`` and secret query values become ``***``."""
+    url = _USERINFO.sub(rf"\1{MASK}@", url)
+    if "://" not in url:  # scheme:/path, from a URL that went through Path(): urlunsplit would add slashes
+        head, sep, query = url.partition("?")
+        pairs = [pair.partition("=") for pair in query.split("&")] if sep else []
+        return head + sep + "&".join(n + eq + (MASK if is_secret_param(n) else v) for n, eq, v in pairs)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unparsable URL: hide anything that looks like user info
+        return re.sub(r"//[^/@\s]*@", f"//{MASK}@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_param(name) for name, _ in pairs):
+            query = urlencode([(n, MASK if is_secret_param(n) else v) for n, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every URL's credentials, known token shapes and the given ``secrets`` masked."""
+    if not isinstance(text, str):
+        text = str(text)
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return _TOKEN.sub(MASK, text)
 
 
 @dataclass(frozen=True)
@@ -255,6 +368,20 @@ class Usage:
     @property
     def attempts(self) -> int:
         return self.requests + self.retries + self.failures
+
+    @classmethod
+    def total(cls, usages: Iterable[Usage]) -> Usage:
+        """The counters of several clients added up (a step with several backends pays for each)."""
+        usages = list(usages)
+        out = cls(cost=None)
+        for usage in usages:
+            for f in dataclass_fields(cls):
+                if f.name == "cost":
+                    continue
+                setattr(out, f.name, getattr(out, f.name) + getattr(usage, f.name))
+            if usage.cost is not None:
+                out.cost = (out.cost or 0.0) + usage.cost
+        return out
 
     def postfix(self) -> dict[str, str]:
         """Short fields for ``tqdm.set_postfix``."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 from datasets import DatasetDict, concatenate_datasets
 
 from okapi_hf.data.schema import Subset, get_subset
@@ -53,6 +55,7 @@ def _load_one(path: str, subset: Subset, lang: str, revision: str | None) -> Dat
     local = Path(path)
     if local.is_dir():
         return _load_local(local, subset, lang, config)
+    _refuse_interrupted_build(local)
     if local.is_absolute() or path.startswith(".") or path.count("/") != 1:
         raise DataError(
             f"dataset {path!r} is neither a local folder nor a Hub repo id (ORG/NAME); "
@@ -85,4 +88,47 @@ def _load_local(folder: Path, subset: Subset, lang: str, config: str) -> Dataset
     data_files: dict[str, list[str]] = {}
     for shard in shards:
         data_files.setdefault(shard.name.split("-", 1)[0], []).append(str(shard))
-    return datasets.load_dataset("parquet", data_files=data_files, features=subset.features)
+    try:
+        loaded = datasets.load_dataset("parquet", data_files=data_files, features=subset.features)
+    except (pa.ArrowException, datasets.exceptions.DatasetGenerationError) as e:
+        cause = e.__cause__ or e
+        raise DataError(
+            f"{folder}: the Parquet shards of config {config!r} cannot be read ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}); build the folder again"
+        ) from None
+    _check_against_record(folder, config, loaded)
+    return loaded
+
+
+def _check_against_record(folder: Path, config: str, loaded: DatasetDict) -> None:
+    """The rows read must be the rows the build recorded: a folder changed by hand is never half-used."""
+    path = folder / "okapi_build.json"
+    if not path.is_file():
+        return  # a folder laid out by hand: nothing to compare with
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a valid build record ({e}); build the folder again") from None
+    splits = record.get(config, {}).get("splits") if isinstance(record, dict) else None
+    if not isinstance(splits, dict):
+        raise DataError(
+            f"{folder}: config {config!r} has Parquet shards but {path.name} does not list it; build the folder again"
+        )
+    found = {name: part.num_rows for name, part in loaded.items()}
+    recorded = {name: info.get("num_examples") for name, info in splits.items()}
+    if found != recorded:
+        raise DataError(
+            f"{folder}: config {config!r} has {found} rows but {path.name} records {recorded}: the folder "
+            "was changed after its build; build it again"
+        )
+
+
+def _refuse_interrupted_build(local: Path) -> None:
+    """A missing folder that a cut-short swap left beside itself: say so rather than 'not found'."""
+    from okapi_hf.data.build import interrupted_build
+
+    if local.parent.is_dir() and (left := interrupted_build(Path(os.path.realpath(local)))):
+        raise DataError(
+            f"{local} is missing, but an interrupted `okapi-hf data build` left {left} beside it; run the "
+            "same build again (it finishes the swap first)"
+        )

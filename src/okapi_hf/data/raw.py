@@ -8,6 +8,8 @@ unless the user accepts the skips.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +17,37 @@ from typing import Any
 
 from okapi_hf.data.rankings import pairs_to_rankings
 from okapi_hf.data.schema import Subset
-from okapi_hf.errors import DataError
+from okapi_hf.errors import DataError, UnknownLanguageError
 from okapi_hf.languages import get_language
 
 OPTIONAL_FIELDS = frozenset({"input"})  # Alpaca rows without context may omit it; it becomes ""
+CONFLICT = "conflicting rankings of one prompt (same instruction and input, different responses or order)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# What a file that is not text at all starts with, so the message can say what it is.
+_NOT_TEXT = {
+    b"\x1f\x8b": "gzip-compressed; decompress it (gunzip) first",
+    b"PK\x03\x04": "a zip archive; extract it first",
+    b"\xff\xfe": "UTF-16 text; re-encode it as UTF-8",
+    b"\xfe\xff": "UTF-16 text; re-encode it as UTF-8",
+}
+# Field names people spell the way English does; the release spells them otherwise.
+_SPELLINGS = {"prefered_output": "preferred_output"}
+
+
+class _Row(dict):
+    """A parsed JSON object that had a key twice (json keeps the last value silently)."""
+
+    duplicate_keys: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) == len(pairs):
+        return row
+    marked = _Row(row)
+    seen: set[str] = set()
+    marked.duplicate_keys = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return marked
 
 
 @dataclass
@@ -50,13 +79,26 @@ class IngestReport:
 
 
 def raw_path(raw_dir: str | Path, subset: Subset, lang: str) -> Path:
-    """Where the release kept one language's file; the release's own code (``jp``) is accepted too."""
+    """Where the release kept one language's file; the release's own code (``jp``) is accepted too.
+
+    Two candidates (``vi.json`` and ``vi.jsonl``, or ``ja.json`` and ``jp.json``) are refused: taking
+    either one silently would build from a file the user may think was replaced.
+    """
     language = get_language(lang)
     folder = Path(raw_dir) / subset.release_folder
-    for code in dict.fromkeys((language.code, language.file_code)):
-        for suffix in (".json", ".jsonl"):
-            if (folder / f"{code}{suffix}").is_file():
-                return folder / f"{code}{suffix}"
+    found = [
+        folder / f"{code}{suffix}"
+        for code in dict.fromkeys((language.code, language.file_code))
+        for suffix in (".json", ".jsonl")
+        if (folder / f"{code}{suffix}").is_file()
+    ]
+    if len(found) > 1:  # one of them is stale (a download beside a `data translate` output, say)
+        raise DataError(
+            f"{folder}: {' and '.join(p.name for p in found)} both hold {lang} rows; keep the one to build "
+            "and move the other away"
+        )
+    if found:
+        return found[0]
     raise DataError(
         f"missing raw file for {lang}/{subset.name}: looked for {folder / (language.file_code + '.json')} "
         f"(or .jsonl); the release layout is <raw-dir>/{subset.release_folder}/<lang>.json"
@@ -66,58 +108,109 @@ def raw_path(raw_dir: str | Path, subset: Subset, lang: str) -> Path:
 def read_records(path: str | Path) -> list[tuple[int, Any]]:
     """Parse a JSON array or JSON Lines file into (1-based row number, value) pairs.
 
-    UTF-8 with or without a byte-order mark; JSON Lines split on ``\n`` only, because
-    ``ensure_ascii=False`` writers leave U+2028 and friends raw inside strings.
+    UTF-8 with or without a byte-order mark (also at the start of a JSON Lines line, as concatenated
+    files have); JSON Lines split on ``\n`` only, because ``ensure_ascii=False`` writers leave U+2028
+    and friends raw inside strings. An object with a key twice comes back marked (see :class:`_Row`).
     """
     path = Path(path)
     data = path.read_bytes()
+    for magic, what in _NOT_TEXT.items():
+        if data.startswith(magic):
+            raise DataError(f"{path}: not a JSON text file but {what}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
         raise DataError(
-            f"{path}: not UTF-8 text (invalid byte at offset {e.start}); re-encode it as UTF-8"
+            f"{path}: not UTF-8 text (invalid byte at offset {e.start}), line {line}; re-encode it as UTF-8"
         ) from None
-    if not text.strip():
+    body = text.lstrip().lstrip("\ufeff").lstrip()
+    if not body:
         raise DataError(f"{path}: file is empty; expected a JSON array or JSON Lines of objects")
-    if text.lstrip().startswith("["):
+    if body.startswith("<"):
+        start = " ".join(body[:80].split())[:50]
+        raise DataError(
+            f"{path}: an HTML or XML page ({start!r}...), not JSON; a failed download? Fetch the file again"
+        )
+    if body.startswith("["):
         try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
+            records = json.loads(body, object_pairs_hook=_object)
+        except json.JSONDecodeError as err:
+            e = json.JSONDecodeError(err.msg, text, len(text) - len(body) + err.pos)  # positions in the file
             byte = len(text[: e.pos].encode("utf-8"))
+            hint = (
+                " (more than one JSON value: JSON Lines need one object per line)"
+                if e.msg == "Extra data"
+                else ""
+            )
             raise DataError(
-                f"{path}: malformed JSON at line {e.lineno}, column {e.colno} (byte {byte}): {e.msg}"
+                f"{path}: malformed JSON at line {e.lineno}, column {e.colno} (byte {byte}): {e.msg}{hint}"
             ) from None
         return list(enumerate(records, start=1))
     rows = []
     for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.lstrip("\ufeff")
         if not line.strip():
             continue
         try:
-            rows.append((lineno, json.loads(line)))
+            rows.append((lineno, json.loads(line, object_pairs_hook=_object)))
         except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}: malformed JSON Lines at line {lineno}, column {e.colno}: {e.msg} "
-                "(expected a JSON array, or one JSON object per line)"
-            ) from None
+            raise DataError(_jsonl_error(path, text, lineno, e)) from None
     return rows
+
+
+def _jsonl_error(path: Path, text: str, lineno: int, e: json.JSONDecodeError) -> str:
+    """Why a JSON Lines line failed; a pretty-printed single object is named as such."""
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):
+        return (
+            f"{path}: one JSON object spanning several lines (keys {', '.join(map(repr, list(whole)[:5]))}), "
+            "not rows; expected a JSON array of row objects, or one row object per line"
+        )
+    return (
+        f"{path}: malformed JSON Lines at line {lineno}, column {e.colno}: {e.msg} "
+        "(expected a JSON array, or one JSON object per line)"
+    )
+
+
+def _clean_value(name: str, value: Any) -> tuple[str, int] | str:
+    """One field as text, with 1 if it was cast from a number, or why it cannot be used."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"field '{name}' is NaN or Infinity, not text"
+    if isinstance(value, bool | int | float):
+        return str(value), 1
+    if not isinstance(value, str):
+        return f"field '{name}' is a {type(value).__name__}, expected a string"
+    if _SURROGATE.search(value):
+        return f"field '{name}' holds an unpaired UTF-16 surrogate escape, which is not valid Unicode"
+    return value, 0
 
 
 def _clean_row(obj: Any, fields: tuple[str, ...]) -> tuple[dict[str, str], int] | str:
     """The row's fields as strings with the number of values cast, or why it cannot be used."""
     if not isinstance(obj, dict):
         return f"not a JSON object (got {type(obj).__name__})"
+    twice = [k for k in getattr(obj, "duplicate_keys", ()) if k in fields or k in ("responses", "lang")]
+    if twice:
+        return f"field '{twice[0]}' appears twice in the row (which value is meant?)"
     row, cast = {}, 0
     for name in fields:
         value = obj.get(name)
         if value is None:
             if name in OPTIONAL_FIELDS:
                 value = ""
+            elif _SPELLINGS.get(name) in obj:
+                return f"missing field '{name}' (found '{_SPELLINGS[name]}'; the release spells it '{name}')"
             else:
                 return f"missing field '{name}'"
-        if isinstance(value, bool | int | float):
-            value, cast = str(value), cast + 1
-        elif not isinstance(value, str):
-            return f"field '{name}' is a {type(value).__name__}, expected a string"
+        cleaned = _clean_value(name, value)
+        if isinstance(cleaned, str):
+            return cleaned
+        value, n_cast = cleaned
+        cast += n_cast
         if name not in OPTIONAL_FIELDS and not value.strip():
             return f"empty field '{name}'"
         row[name] = value
@@ -133,9 +226,36 @@ def _clean_ranked(obj: dict[str, Any]) -> tuple[dict[str, Any], int] | str:
     responses = obj["responses"]
     if not isinstance(responses, list) or not all(isinstance(r, str) and r.strip() for r in responses):
         return "field 'responses' must be a list of non-empty strings"
+    if any(_SURROGATE.search(r) for r in responses):
+        return "field 'responses' holds an unpaired UTF-16 surrogate escape, which is not valid Unicode"
     if len(responses) < 2 or len(set(responses)) != len(responses):
         return f"field 'responses' needs at least 2 distinct responses (got {len(set(responses))})"
     return {**row, "responses": responses}, cast
+
+
+def _wrong_lang(obj: Any, lang: str) -> str | None:
+    """Why a row's own ``lang`` field says it belongs in another language's file, if it does."""
+    value = obj.get("lang") if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        if get_language(value.strip()).code == lang:
+            return None
+    except UnknownLanguageError:
+        pass
+    return f"field 'lang' is {value!r}, but the file is for {lang}"
+
+
+def _refuse_wrapper(path: Path, records: list[tuple[int, Any]]) -> None:
+    """A file that is one object holding the rows (``{"data": [...]}``) is named, not read as one bad row."""
+    if len(records) != 1 or not isinstance(obj := records[0][1], dict) or "instruction" in obj:
+        return
+    for key, value in obj.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            raise DataError(
+                f"{path}: one JSON object holding {len(value)} rows under {key!r}, not rows; expected a "
+                "JSON array of row objects, or one row object per line"
+            )
 
 
 def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[str, Any]], IngestReport]:
@@ -143,13 +263,17 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
     lang = get_language(lang).code
     report = IngestReport(lang=lang, subset=subset.name, path=Path(path))
     records = read_records(path)
+    _refuse_wrapper(Path(path), records)
     report.read = len(records)
     clean: list[tuple[int, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
-    ranked: list[tuple[int, dict[str, Any]]] = []  # K-wise rows need no regrouping
+    ranked: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # K-wise rows need no regrouping
+    conflicts: dict[tuple[str, str], list[int]] = defaultdict(list)
     for row_number, obj in records:
         kwise = subset.name == "ranking" and isinstance(obj, dict) and "responses" in obj
-        cleaned = _clean_ranked(obj) if kwise else _clean_row(obj, subset.raw_fields)
+        cleaned = _wrong_lang(obj, lang) or (
+            _clean_ranked(obj) if kwise else _clean_row(obj, subset.raw_fields)
+        )
         if isinstance(cleaned, str):
             report.skip(cleaned, row_number)
             continue
@@ -162,12 +286,22 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
             continue
         seen[key] = row_number
         report.cast += cast
-        if kwise:
-            ranked.append((row_number, row))
+        if not kwise:
+            clean.append((row_number, row))
             continue
-        clean.append((row_number, row))
+        prompt = (row["instruction"], row["input"])
+        if prompt in conflicts:
+            conflicts[prompt].append(row_number)
+        elif prompt in ranked:  # the same prompt ranked twice, in another order or over other responses
+            conflicts[prompt] = [ranked.pop(prompt)[0], row_number]
+        else:
+            ranked[prompt] = (row_number, row)
 
     if subset.name == "ranking":
+        clean = _drop_conflicts(clean, ranked, conflicts)
+        for rows in conflicts.values():
+            for row_number in sorted(rows):
+                report.skip(CONFLICT, row_number)
         rankings, problems = pairs_to_rankings(clean)
         for reason, rows in problems.items():
             for row_number in rows:
@@ -182,13 +316,33 @@ def ingest_file(path: str | Path, subset: Subset, lang: str) -> tuple[list[dict[
             }
             for first, ins, inp, resp in rankings
         ]
-        out += [{"id": f"{lang}-ranking-{n}", "lang": lang, **row} for n, row in ranked]
+        out += [{"id": f"{lang}-ranking-{n}", "lang": lang, **row} for n, row in ranked.values()]
         out.sort(key=lambda r: int(r["id"].rsplit("-", 1)[1]))
     else:
         out = [{"id": f"{lang}-{subset.name}-{n}", "lang": lang, **row} for n, row in clean]
     report.written = len(out)
     if not out:
+        details = report.describe()
         raise DataError(
-            f"{path}: no usable rows ({report.read} read, {report.n_skipped} skipped)\n{report.describe()}"
+            f"{path}: no usable rows ({report.read} read, {report.n_skipped} skipped)"
+            + (f"\n{details}" if details else "")
         )
     return out, report
+
+
+def _drop_conflicts(
+    pairs: list[tuple[int, dict[str, str]]],
+    ranked: dict[tuple[str, str], tuple[int, dict[str, Any]]],
+    conflicts: dict[tuple[str, str], list[int]],
+) -> list[tuple[int, dict[str, str]]]:
+    """Pairwise rows of a prompt that a K-wise row ranks too conflict with it: all of them go to ``conflicts``."""
+    kept = []
+    for row_number, row in pairs:
+        prompt = (row["instruction"], row["input"])
+        if prompt in ranked:
+            conflicts[prompt] = [ranked.pop(prompt)[0]]
+        if prompt in conflicts:
+            conflicts[prompt].append(row_number)
+        else:
+            kept.append((row_number, row))
+    return kept

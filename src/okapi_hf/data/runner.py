@@ -13,12 +13,20 @@ A run that ends with nothing left to do leaves a ``.done.json`` marker, which me
 
 Ctrl-C cancels the run: requests in flight are dropped (their rows are redone next time), every
 row already appended stays, and :func:`run_step` raises :class:`StepInterrupted` saying how far it got.
+
+One process writes an output at a time (a lock beside it; a second run is refused with the holder's
+pid). A full disk stops the run with one line naming the file, and leaves only whole rows, so the
+same command resumes once there is room; an endpoint that refuses every request (a bad key, an
+unknown model) stops it at once rather than failing each row in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -30,8 +38,10 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from okapi_hf.data.llm_types import RETRY_ADVICE, CacheError, LLMError, StorageFullError, Usage
 from okapi_hf.data.raw import read_records
-from okapi_hf.errors import DataError, OkapiError
+from okapi_hf.errors import ConfigError, DataError, OkapiError
+from okapi_hf.fsutil import atomic_write_text, locked
 
 Work = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 T = TypeVar("T")
@@ -52,6 +62,17 @@ class RowRejected(OkapiError):
         self.reason = reason
 
 
+class StepFailed(OkapiError):
+    """A step that ran but must not pass its output on: nothing kept, or failures only a change can fix.
+
+    The message is one line saying why and what to change; ``reports`` are the runs' full reports.
+    """
+
+    def __init__(self, message: str, reports: Sequence[Any] = ()):
+        super().__init__(message)
+        self.reports = list(reports)
+
+
 @dataclass
 class RunReport:
     """What a run did: rows written now or before, rejected (by reason) and failed (by error)."""
@@ -67,6 +88,13 @@ class RunReport:
     usage: str = ""
     notes: list[str] = field(default_factory=list)  # step-specific counts, e.g. responses dropped
     interrupted: bool = False
+    kept_before: int = 0  # rows already in the output when this run started
+    permanent: set[str] = field(default_factory=set)  # failures that running again cannot fix
+
+    @property
+    def kept(self) -> int:
+        """Rows in the output: what the next step gets."""
+        return self.kept_before + self.written
 
     @property
     def done(self) -> int:
@@ -91,7 +119,8 @@ class RunReport:
             lines.append(f"  {self.retried} earlier rejection(s) tried again: the step's settings changed")
         lines += [f"  rejected ({n}): {reason}" for reason, n in self.rejected.most_common()]
         lines += [
-            f"  failed ({n}): {error} -- run the command again to retry" for error, n in self.failed.items()
+            f"  failed ({n}): {error}" + ("" if error in self.permanent else f" -- {RETRY_ADVICE}")
+            for error, n in self.failed.items()
         ]
         lines += [f"  {note}" for note in self.notes]
         if self.usage:
@@ -195,28 +224,64 @@ def digest(value: Any) -> str:
 def merge_shards(out: str | Path, n: int) -> int:
     """Join the ``n`` shard files of ``out`` into ``out`` (and their rejections); return the row count.
 
-    Every shard must be there and no id may appear twice, so a merged file is never partial by accident.
+    Everything is checked before anything is written: ``n`` is a count of 1 or more, every shard is
+    there and complete, and no id appears twice; so a merged file is never partial by accident, and a
+    wrong ``--shards`` leaves a complete output as it was. The output is replaced atomically.
     """
     out = Path(out)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--shards {n}: expected the number of shards, a whole number of 1 or more")
     parts = [shard_path(out, (i, n)) for i in range(n)]
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
-        raise DataError(f"cannot merge {out}: missing shard file(s) {', '.join(missing)}")
+        on_disk = _shard_counts(out)
+        hint = ""
+        if on_disk and n not in on_disk:
+            counts = " or ".join(str(c) for c in sorted(on_disk))
+            hint = f"; the shard files there are of {counts} shard(s): pass --shards {counts.split()[0]}"
+        raise DataError(f"cannot merge {out}: missing shard file(s) {', '.join(missing)}{hint}")
+    try:
+        with locked(out, what=f"the output {out}"):
+            rows = _checked_join(out, parts, n)
+            if rejected := _join([rejected_path(p) for p in parts]):
+                write_rows(rejected_path(out), rejected)
+            write_rows(out, rows)
+    except OSError as e:
+        full = _storage_error(e, out, "; the output is as it was before the merge")
+        if full is e:
+            raise
+        raise full from e
+    return len(rows)
+
+
+def _checked_join(out: Path, parts: list[Path], n: int) -> list[dict[str, Any]]:
+    """The shards' rows, once each shard is known complete and the join holds at least one row."""
     for part in parts:
         marker = done_marker(part)
         done = len(read_done(part)) + len(read_done(rejected_path(part)))
         total = json.loads(marker.read_text())["total"] if marker.is_file() else None
         if total is None or done != total:
             raise DataError(
-                f"cannot merge {out}: shard {part.name} is incomplete ({done} of {total or '?'} rows done, "
-                "some failed or the run was stopped); run that shard again first"
+                f"cannot merge {out}: shard {part.name} is incomplete ({done} of {total or '?'} rows "
+                "done, some failed or the run was stopped); run that shard again first"
             )
     rows = _join(parts)
-    rejected = _join([rejected_path(p) for p in parts])
-    write_rows(out, rows)
-    if rejected:
-        write_rows(rejected_path(out), rejected)
-    return len(rows)
+    if not rows:
+        rejected = sum(len(read_done(rejected_path(p))) for p in parts)
+        raise DataError(
+            f"cannot merge {out}: its {n} shard(s) kept no row ({rejected} rejected, see their "
+            ".rejected.jsonl files); nothing was written, so the next step does not start on an empty file"
+        )
+    return rows
+
+
+def _shard_counts(out: Path) -> set[int]:
+    """The shard counts ``n`` of the ``out.shard-i-of-n.jsonl`` files on disk."""
+    stem = re.escape(out.name.removesuffix(".jsonl"))
+    pattern = re.compile(rf"{stem}\.shard-\d+-of-(\d+)\.jsonl")
+    if not out.parent.is_dir():
+        return set()
+    return {int(m[1]) for p in out.parent.iterdir() if (m := pattern.fullmatch(p.name))}
 
 
 def _join(parts: list[Path]) -> list[dict[str, Any]]:
@@ -260,17 +325,45 @@ def read_done(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
 
 
 def append_row(f: Any, row: dict[str, Any]) -> None:
-    """One finished row, durable when this returns (a kill afterwards loses nothing)."""
-    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+    """One finished row, durable when this returns (a kill afterwards loses nothing).
+
+    Written straight to the file descriptor, bypassing any buffer, so that a write the disk has no
+    room for leaves nothing pending: a line written in part is cut off again, the file keeps only
+    whole rows, and :class:`StorageFullError` names it.
+    """
+    data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    if isinstance(f, io.TextIOBase):
+        f.flush()  # anything the caller wrote through the text layer goes first
+    fd = f.fileno()
+    start = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # else the next run's read_done(repair=True) drops it
+            os.ftruncate(fd, start)  # no half line for the next reader
+        full = _storage_error(e, Path(f.name))
+        if full is e:
+            raise
+        raise full from e
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """All rows at once, atomically (a temporary file renamed over the target)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    """All rows at once, atomically: a reader (or a kill) sees the old file or the whole new one."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _storage_error(error: OSError, path: Path, then: str = "") -> OSError:
+    """A disk-full error as one line naming the file; any other OSError unchanged."""
+    if isinstance(error, StorageFullError):
+        return error
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(
+            f"no space left on the disk of {path} while writing it: free some space{then}"
+        )
+    return error
 
 
 # -- running -------------------------------------------------------------------------------------------
@@ -295,12 +388,73 @@ async def run_rows(
     counted as failed and left for the next run; a :class:`RowRejected` row, or one the step finds
     malformed (another :class:`OkapiError`), is recorded as rejected and not retried while
     ``settings`` (what the step was asked to do) stay the same. ``report``, when given, is filled in
-    as rows finish, so a caller whose run is cancelled still knows how far it got.
-    """
-    from okapi_hf.data.llm import LLMError
+    as rows finish, so a caller whose run is cancelled still knows how far it got. ``client`` is the
+    step's LLM client, or a list of them (a step with several backends): the usage shown adds them up.
 
+    The output is locked for the run (a second run into it is refused, naming this one's pid). An
+    endpoint that refuses every request (a bad key, an unknown model) stops the run at once, and so
+    does a full disk; either way every finished row stays in ``out`` and the error is one line.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"cannot write {out}: {_file_in_the_way(out.parent)} is a file, not a folder"
+        ) from None
+    report = report if report is not None else RunReport(step=step, out=out)
+    report.step, report.out, report.total = step, out, len(rows)
+    clients = [] if client is None else list(client) if isinstance(client, (list, tuple)) else [client]
+    try:
+        with locked(out, what=f"the output {out}"):
+            await _run_locked(rows, work, out, clients, settings, max_in_flight, progress, report)
+    except OSError as e:
+        full = _storage_error(e, out)
+        if full is e and not isinstance(e, StorageFullError):
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise ConfigError(f"{step}: cannot write {e.filename or out}: {e.strerror}") from e
+            raise
+        raise StorageFullError(
+            f"{step}: {full}; {report.done} of {report.total} row(s) done are kept in {out}, and the same "
+            "command run again resumes from there"
+        ) from e
+    except LLMError as e:
+        if not e.fatal:
+            raise
+        raise LLMError(
+            f"{step}: stopped, since every request would get the same answer: {e}. {report.kept} "
+            f"finished row(s) are kept in {out}",
+            endpoint=e.endpoint,
+            status=e.status,
+        ) from e
+    if clients:
+        report.usage = _usage(clients).summary()
+    return report
+
+
+def _usage(clients: Sequence[Any]) -> Usage:
+    return Usage.total(c.usage for c in clients)
+
+
+def _file_in_the_way(folder: Path) -> Path:
+    """The first part of ``folder`` that exists as a file (``--out`` given a file's path)."""
+    for part in [folder, *folder.parents]:
+        if part.exists() and not part.is_dir():
+            return part
+    return folder
+
+
+async def _run_locked(
+    rows: Sequence[dict[str, Any]],
+    work: Work,
+    out: Path,
+    clients: list[Any],
+    settings: Mapping[str, Any] | None,
+    max_in_flight: int,
+    progress: bool,
+    report: RunReport,
+) -> None:
+    """:func:`run_rows` once it holds the output's lock (reading, repairing and appending are safe)."""
     rejects, marker = rejected_path(out), done_marker(out)
     sources = {row["id"]: digest(row) for row in rows}
     fingerprint = digest(dict(settings or {}))
@@ -316,11 +470,10 @@ async def run_rows(
         rejected_before = [r for r in rejected_before if r["id"] not in stale_ids]
     done = {row["id"] for row in written_before} | {row["id"] for row in rejected_before}
     todo = [row for row in rows if row["id"] not in done]
-    report = report if report is not None else RunReport(step=step, out=out)
-    report.step, report.out, report.total = step, out, len(rows)
     report.resumed, report.retried = len(rows) - len(todo), len(stale)
+    report.kept_before = sum(1 for row in written_before if row["id"] in sources)
     marker.unlink(missing_ok=True)
-    bar = tqdm(total=len(rows), initial=report.resumed, desc=step, unit="row", disable=not progress)
+    bar = tqdm(total=len(rows), initial=report.resumed, desc=report.step, unit="row", disable=not progress)
     pending = iter(todo)  # shared by the workers; asyncio switches only at awaits, so this is safe
     stopping = False
 
@@ -331,8 +484,14 @@ async def run_rows(
             source = sources[row["id"]]
             try:
                 result = await work(row)
+            except (StorageFullError, CacheError):  # the cache is unusable: no row is to blame
+                raise
             except LLMError as e:  # the endpoint failed for good: the next run tries again
+                if e.fatal:  # every other row would fail the same way
+                    raise
                 report.failed[str(e)] += 1
+                if e.permanent:
+                    report.permanent.add(str(e))
             except OkapiError as e:  # RowRejected, or a row the step cannot use
                 reason = e.reason if isinstance(e, RowRejected) else str(e)
                 report.rejected[reason] += 1
@@ -343,15 +502,16 @@ async def run_rows(
                 append_row(f_out, {**result, "id": row["id"], "source_sha": source})
                 report.written += 1
             bar.update(1)
-            if client is not None:
-                bar.set_postfix(client.usage.postfix(), refresh=False)
+            if clients:
+                bar.set_postfix(_usage(clients).postfix(), refresh=False)
 
     def stop() -> None:
         nonlocal stopping
         stopping = True
 
     try:
-        with out.open("a", encoding="utf-8") as f_out, rejects.open("a", encoding="utf-8") as f_rej:
+        # unbuffered: append_row writes each row whole or not at all (see there)
+        with open(out, "ab", buffering=0) as f_out, open(rejects, "ab", buffering=0) as f_rej:
             workers = [
                 asyncio.ensure_future(worker(f_out, f_rej)) for _ in range(min(max_in_flight, len(todo)))
             ]
@@ -365,10 +525,37 @@ async def run_rows(
         if rejects.is_file() and rejects.stat().st_size == 0:
             rejects.unlink()
     if not report.failed:
-        marker.write_text(json.dumps({"total": len(rows), "step": step}), encoding="utf-8")
-    if client is not None:
-        report.usage = client.usage.summary()
-    return report
+        atomic_write_text(marker, json.dumps({"total": len(rows), "step": report.step}))
+
+
+def check_outcome(reports: Sequence[RunReport], *, what: str = "row") -> None:
+    """Refuse to let a step pass on an output that the next step cannot use, in one line.
+
+    Failures that running again cannot fix (a prompt the endpoint refuses) say what to change; a
+    step that kept no row at all, with nothing failed, says why its rows were rejected. Failures that
+    a later run may fix are left to the caller (its message says to run again).
+    """
+    lines = []
+    for report in reports:
+        refused = sum(n for error, n in report.failed.items() if error in report.permanent)
+        if refused:
+            first = next(e for e in report.failed if e in report.permanent)
+            lines.append(
+                f"{report.step}: {refused} {what}(s) failed: {first}; {report.kept} {what}(s) are kept in "
+                f"{report.out}"
+            )
+        elif not report.failed and report.kept == 0 and report.total > 0:  # an empty shard is fine
+            lines.append(f"{report.step}: {_nothing_kept(report, what)}")
+    if lines:
+        raise StepFailed(" | ".join(lines), reports)
+
+
+def _nothing_kept(report: RunReport, what: str) -> str:
+    reasons = "; ".join(f"{n}: {reason}" for reason, n in report.rejected.most_common(3))
+    return (
+        f"no {what} kept: all {report.total} were rejected ({reasons}); see {rejected_path(report.out)}. "
+        "The output is empty, so the next step would have nothing to work on: fix the cause first"
+    )
 
 
 async def _all_workers(workers: list[asyncio.Future[None]], stop: Callable[[], None]) -> None:

@@ -14,14 +14,17 @@ repeating an (instruction, input) pair.
 from __future__ import annotations
 
 import json
+import os
 import random
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from okapi_hf.data.download import DiskFullError, is_disk_full
 from okapi_hf.data.schema import SUBSETS, get_subset
-from okapi_hf.errors import UnknownLanguageError
+from okapi_hf.errors import DataError, UnknownLanguageError
+from okapi_hf.fsutil import atomic_write_text, locked
 from okapi_hf.languages import get_language, resolve_langs
 
 __all__ = ["SAMPLE_LANGS", "sample_rows", "write_sample_raw"]
@@ -447,6 +450,7 @@ _NO_INPUT: tuple[_Task, ...] = (_sum, _product, _compare, _parity, _capital)
 _WITH_INPUT: tuple[_Task, ...] = (_sort, _reverse, _count, _max)
 _ARITHMETIC = (_sum, _product)
 _MAX_TRIES = 50  # consecutive repeats after which a task counts as used up (capital cities)
+MAX_SAMPLE_ROWS = 1_000_000  # instructions per subset; the number ranges hold more without repeats
 
 
 class _Rotation:
@@ -545,7 +549,15 @@ def _write(path: Path, rows: list[dict], jsonl: bool) -> None:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     else:
         text = json.dumps(rows, ensure_ascii=False)
-    path.write_text(text, encoding="utf-8")
+    try:
+        atomic_write_text(path, text)  # a kill or a full disk never leaves half a file for `data build`
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(
+            f"{path}: the disk is full (no space left for the sample data); the file was not changed; "
+            "free some space and run again"
+        ) from None
 
 
 def write_sample_raw(
@@ -568,10 +580,17 @@ def write_sample_raw(
     codes = list(SAMPLE_LANGS) if langs is None else resolve_langs(langs)
     codes = [_sample_code(c) for c in codes]  # check every language before writing anything
     counts = {"sft": n_sft, "ranking": n_ranking, "rl": n_rl}
-    for code in codes:
-        file_name = f"{get_language(code).file_code}.{'jsonl' if jsonl else 'json'}"
-        for name, n in counts.items():
-            folder = root / SUBSETS[name].release_folder
-            folder.mkdir(parents=True, exist_ok=True)
-            _write(folder / file_name, sample_rows(code, name, n, seed=seed), jsonl)
+    for name, n in counts.items():
+        if n < 0 or n > MAX_SAMPLE_ROWS:
+            raise DataError(f"n_{name} (--n-{name}) must be 0 to {MAX_SAMPLE_ROWS}, got {n}")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"--out {root} is a file; expected a folder for the sample raw data")
+    real = Path(os.path.realpath(root))
+    with locked(real, what=f"the raw folder {root}"):
+        for code in codes:
+            file_name = f"{get_language(code).file_code}.{'jsonl' if jsonl else 'json'}"
+            for name, n in counts.items():
+                folder = root / SUBSETS[name].release_folder
+                folder.mkdir(parents=True, exist_ok=True)
+                _write(folder / file_name, sample_rows(code, name, n, seed=seed), jsonl)
     return root

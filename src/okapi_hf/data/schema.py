@@ -73,8 +73,11 @@ def get_subset(name: str) -> Subset:
 
 
 def resolve_subsets(spec: str | list[str] | None) -> list[Subset]:
-    """``"sft,rl"`` or ``["sft"]`` to subsets; ``None`` or ``"all"`` means all three."""
+    """``"sft,rl"`` or ``["sft"]`` to subsets, each once; ``None`` or ``"all"`` means all three."""
     if spec is None or spec == "all":
         return list(SUBSETS.values())
     names = spec.split(",") if isinstance(spec, str) else spec
-    return [get_subset(n.strip()) for n in names if n.strip()]
+    found = [get_subset(n.strip()) for n in names if n.strip()]
+    if not found:  # `--subsets ''` would otherwise build or fetch nothing and still say it succeeded
+        raise DataError(f"no subset given in {spec!r}; valid subsets are: {', '.join(SUBSETS)} (or all)")
+    return list({s.name: s for s in found}.values())  # `sft,sft` is sft once, not two writers of one folder

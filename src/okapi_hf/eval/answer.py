@@ -131,6 +131,7 @@ def answer_with_endpoint(
     progress: bool = True,
 ) -> int:
     """Answer through an OpenAI-compatible endpoint (or any backend spec); return the number of new rows."""
+    from okapi_hf.data.backends import public_spec
     from okapi_hf.data.create import make_client
     from okapi_hf.data.llm import ChatRequest, LLMClient
 
@@ -145,7 +146,7 @@ def answer_with_endpoint(
                     _history(question, answers, turn), temperature=0.0, max_tokens=max_tokens
                 )
                 answers.append((await client.complete(request)).text.strip())
-            return {**question, "answers": answers, "model": backend}
+            return {**question, "answers": answers, "model": public_spec(backend)}  # no credential
 
         async def go(client: LLMClient = client, todo: list = todo, lang: str = lang) -> Any:
             try:
@@ -162,7 +163,11 @@ def answer_with_endpoint(
 
         report = asyncio.run(go())
         if report.failed:
-            raise DataError(report.summary())
+            print(report.summary())
+            failed = sum(report.failed.values())
+            raise DataError(
+                f"answer {lang}: {failed} question(s) failed (see above); {report.written} answered"
+            )
         written += report.written
     return written
 

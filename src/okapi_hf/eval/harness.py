@@ -10,6 +10,7 @@ the task names, points lm-eval at the shipped task folder and writes what people
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from okapi_hf.eval.report import (
     plot,
     task_details,
 )
-from okapi_hf.fsutil import atomic_write_text
+from okapi_hf.fsutil import atomic_write_text, locked
 from okapi_hf.languages import resolve_langs
 
 
@@ -67,33 +68,58 @@ def run_eval(
     shots: str = "authors",
 ) -> dict[str, Any]:
     """Evaluate and write ``results.json`` (lm-eval's), ``results.md``, ``results.png``, ``model_index.yaml``."""
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-    from lm_eval.utils import handle_non_serializable
-
     if shots not in SHOT_MODES:
         raise OkapiError(f"shots={shots!r}; expected one of: {', '.join(SHOT_MODES)}")
+    check_options(model, model_args, output, limit=limit, batch_size=batch_size, device=device)
     tasks = select_tasks(langs, benchmarks)
     model_name = model_name or model_args
     model_args = no_bos_by_default(model, resolve_model_args(model_args))
     if model == "okapi-hf":
         import okapi_hf.eval.scorer  # noqa: F401 (registers the model with lm-eval)
     device = device or default_device()
+    with locked(output, what=f"the evaluation output {output}"):
+        return _evaluate(
+            model, model_args, tasks, output, model_name, limit, num_fewshot, batch_size, device, shots
+        )
+
+
+def _evaluate(
+    model: str,
+    model_args: str,
+    tasks: list[str],
+    output: str | Path,
+    model_name: str,
+    limit: float | None,
+    num_fewshot: int | None,
+    batch_size: int | str,
+    device: str,
+    shots: str,
+) -> dict[str, Any]:
+    """lm-eval on the chosen tasks, then the files people read (see :func:`run_eval`)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import handle_non_serializable
+
     start = time.perf_counter()
     # only the okapi tasks: indexing lm-eval's thousands of built-in task files takes 10+ s per run
     manager = TaskManager(include_path=str(tasks_path()), include_defaults=False, metadata={SHOTS_KEY: shots})
     index_seconds = time.perf_counter() - start
-    results = simple_evaluate(
-        model=model,
-        model_args=model_args,
-        tasks=tasks,
-        task_manager=manager,
-        limit=limit,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        device=device,
-        log_samples=False,
-    )
+    try:
+        results = simple_evaluate(
+            model=model,
+            model_args=model_args,
+            tasks=tasks,
+            task_manager=manager,
+            limit=limit,
+            num_fewshot=num_fewshot,
+            batch_size=batch_size,
+            device=device,
+            log_samples=False,
+        )
+    except TypeError as e:  # a model argument the model class does not take
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise OkapiError(f"--model_args {model_args}: {e}") from None
     if results is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return {}
     results["okapi_hf"] = {"task_index_seconds": index_seconds, "tasks": tasks, "shots": shots}
@@ -105,6 +131,58 @@ def run_eval(
     )
     write_report(results, out, model_name)
     return results
+
+
+def check_options(
+    model: str,
+    model_args: str,
+    output: str | Path,
+    *,
+    limit: float | None,
+    batch_size: int | str,
+    device: str | None,
+) -> None:
+    """Every option value, before lm-eval loads a model or a task: each fault named as the CLI spells it."""
+    import math
+
+    import lm_eval.models  # noqa: F401 (fills the registry)
+    from lm_eval.api.registry import MODEL_REGISTRY
+
+    if model != "okapi-hf" and model not in MODEL_REGISTRY:
+        raise OkapiError(f"--model {model}: not an lm-eval model backend (e.g. okapi-hf, hf, vllm)")
+    parts = [p for p in model_args.split(",") if p.strip()]
+    bad = [p for p in parts if "=" not in p or not p.split("=", 1)[0].strip()]
+    if bad or not parts:
+        raise OkapiError(f"--model_args {model_args!r}: expected key=value pairs, e.g. pretrained=PATH")
+    if model in ("hf", "okapi-hf") and not any(p.startswith("pretrained=") for p in parts):
+        raise OkapiError(f"--model_args {model_args!r}: name the model with pretrained=PATH (or a Hub id)")
+    if limit is not None and (not math.isfinite(limit) or limit <= 0):
+        raise OkapiError(
+            f"--limit {limit}: expected a number of documents >= 1, or a fraction between 0 and 1"
+        )
+    size = str(batch_size)
+    if not (re.fullmatch(r"auto(:\d+)?", size) or (size.isdigit() and int(size) >= 1)):
+        raise OkapiError(f"--batch_size {batch_size}: expected a whole number of 1 or more, or auto")
+    if device is not None:
+        _check_device(device)
+    if Path(output).exists() and not Path(output).is_dir():
+        raise OkapiError(f"--output {output} is a file; give a folder for the results")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise OkapiError(f"--device {device}: expected cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            have = torch.cuda.device_count()
+            raise OkapiError(
+                f"--device {device}: this machine has {have or 'no'} CUDA device{'s' * (have != 1)}"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise OkapiError("--device mps: this machine has no Apple MPS device")
 
 
 def default_device() -> str:

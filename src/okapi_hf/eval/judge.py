@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from okapi_hf.data.llm import ChatRequest
 from okapi_hf.data.prompts import render
@@ -418,17 +418,16 @@ def judge_spec(endpoint: str | None, model: str) -> str:
     No endpoint means OpenAI (or ``OPENAI_BASE_URL``). A URL without a path gets ``/v1``, where
     OpenAI-compatible servers (vLLM, TGI, ``transformers serve``) answer.
     """
-    if not model:
+    from okapi_hf.data.backends import parse_base_url
+
+    if not model or not model.strip():
         raise ConfigError("--judge-model is required: the judge model's name at the endpoint")
     if not endpoint:
         return f"openai:{model}"
+    parse_base_url(endpoint, "--judge-endpoint")  # one line naming the flag; never the URL's key
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"--judge-endpoint {endpoint!r}: expected an http(s) URL such as http://127.0.0.1:8000/v1"
-        )
     if parts.path in ("", "/"):
-        endpoint = endpoint.rstrip("/") + "/v1"
+        endpoint = urlunsplit((parts.scheme, parts.netloc, "/v1", parts.query, parts.fragment))
     return f"openai:{model}@{endpoint}"
 
 
@@ -490,11 +489,16 @@ def judge_answers(
     a baseline row with the same id and questions, before any request is sent. The report's notes
     say how many judgements in the whole output could not be parsed, by language and category.
     """
-    from okapi_hf.data.create import make_client
-    from okapi_hf.data.runner import read_done, run_rows
+    from okapi_hf.data.backends import make_backend
+    from okapi_hf.data.create import check_cache_path, check_concurrency, make_client, parse_price
+    from okapi_hf.data.runner import check_outcome, read_done, run_rows
 
     if mode not in MODES:
         raise ConfigError(f"judge mode {mode!r} unknown; expected one of {', '.join(MODES)}")
+    check_concurrency(concurrency)  # every option checked before any file is read or made
+    parse_price(price)
+    check_cache_path(cache)
+    make_backend(backend_spec, option="--judge-backend")
     rows = _read_answers(answers_path, "answers")
     baseline = None
     if mode == "pairwise":
@@ -516,7 +520,14 @@ def judge_answers(
     references = load_references(references_path) if references_path else None
 
     out_path = Path(out_path)
-    client = make_client(backend_spec, out_path.parent, cache=cache, concurrency=concurrency, price=price)
+    client = make_client(
+        backend_spec,
+        out_path.parent,
+        cache=cache,
+        concurrency=concurrency,
+        price=price,
+        option="--judge-backend",
+    )
     work = make_judge(
         client,
         mode=mode,
@@ -535,6 +546,7 @@ def judge_answers(
             await client.aclose()
 
     report = asyncio.run(go())
+    check_outcome([report], what="judgement")  # failures that running again cannot fix
     judged = read_done(out_path)
     unparsed = unparsed_counts(judged)
     total = sum(unparsed.values())

@@ -22,6 +22,7 @@ import yaml
 
 from okapi_hf.data.runner import output_files, read_done
 from okapi_hf.errors import DataError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import get_language
 
 logger = logging.getLogger(__name__)
@@ -249,17 +250,15 @@ def write_report(
         )
         logger.warning(warning)
         table = f"**Note:** {warning}.\n\n{table}"
-    (out / "report.md").write_text(table, encoding="utf-8")
-    (out / "report.json").write_text(
-        json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False), encoding="utf-8"
+    atomic_write_text(out / "report.md", table)
+    atomic_write_text(
+        out / "report.json", json.dumps([asdict(r) for r in rows], indent=1, ensure_ascii=False)
     )
     plot(rows, out / "report.png", pairwise=pairwise)
     models = sorted({r.model for r in rows})
     names = {models[0]: model_name} if model_name and len(models) == 1 else None
     index = {"model-index": model_index(rows, names=names)}
-    (out / "model_index.yaml").write_text(
-        yaml.safe_dump(index, sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
+    atomic_write_text(out / "model_index.yaml", yaml.safe_dump(index, sort_keys=False, allow_unicode=True))
     return rows
 
 

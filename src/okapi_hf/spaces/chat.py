@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from okapi_hf.errors import ConfigError, OkapiError
 from okapi_hf.languages import get_language, languages
+from okapi_hf.spaces.limits import echo, one_of, redact_credentials
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -33,9 +36,19 @@ MODEL_ENV = "OKAPI_CHAT_MODEL"
 MAX_INPUT_CHARS_ENV = "OKAPI_CHAT_MAX_INPUT_CHARS"
 CONCURRENCY_ENV = "OKAPI_CHAT_CONCURRENCY"
 GPU_ENV = "OKAPI_CHAT_GPU"
+MAX_HISTORY_ENV = "OKAPI_CHAT_MAX_HISTORY"
+MAX_SECONDS_ENV = "OKAPI_CHAT_MAX_SECONDS"
 
 DEFAULT_MAX_INPUT_CHARS = 2000
 DEFAULT_CONCURRENCY = 1
+# At most this many of the newest history entries are read at all (older ones are never looked at), so
+# a request's cost is bounded by the caps whatever the length of the history the browser sends.
+DEFAULT_MAX_HISTORY = 64
+# One reply may take this long (transformers' max_time); then it ends, marked as cut, and the next
+# visitor's turn comes.
+DEFAULT_MAX_SECONDS = 60
+# Parts of one message's content read (Gradio 6 sends content as a list of parts).
+MAX_PARTS_PER_MESSAGE = 64
 # Visitors waiting beyond this are turned away at once instead of waiting minutes for a CPU Space.
 MAX_QUEUE_SIZE = 32
 # The history sent along is cut to this many times the message limit (oldest turns first): the browser
@@ -71,8 +84,30 @@ def okapi_sampling() -> Sampling:
     )
 
 
+def _slider_name(name: str) -> str:
+    """How the page names a setting (its slider's label)."""
+    return {"top_p": "top-p", "top_k": "top-k"}.get(name, name.replace("_", " "))
+
+
 def generation_settings(temperature: float, top_p: float, top_k: int, max_new_tokens: int) -> dict[str, Any]:
-    """The pipeline's generation overrides for the slider values; temperature 0 means greedy decoding."""
+    """The pipeline's generation overrides for the slider values; temperature 0 means greedy decoding.
+
+    A client can send any number, NaN included, past the sliders: out-of-range values are refused
+    (:class:`okapi_hf.chat.ChatOptionError`, naming the setting), and so is a reply longer than
+    :data:`MAX_NEW_TOKENS_LIMIT`, which is what bounds the time a reply can take.
+    """
+    from okapi_hf.chat import ChatOptionError, check_chat_options
+
+    values = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens}
+    checked = check_chat_options(values, spell=_slider_name)
+    for name, value in checked.items():
+        if value is None:
+            raise ChatOptionError(f"{_slider_name(name)}: no value given")
+    temperature, top_p, top_k, max_new_tokens = checked.values()
+    if max_new_tokens > MAX_NEW_TOKENS_LIMIT:
+        raise ChatOptionError(
+            f"max new tokens {max_new_tokens}: this Space allows at most {MAX_NEW_TOKENS_LIMIT}"
+        )
     if temperature <= 0:
         return {"do_sample": False, "max_new_tokens": int(max_new_tokens)}
     return {
@@ -128,47 +163,73 @@ class ChatInputError(OkapiError, ValueError):
     """A message or history the Space refuses; the text is shown to the visitor."""
 
 
-def content_text(content: Any, index: int) -> str:
-    """The text of one Gradio message content: a string, or a list of parts ({"type": "text"} or str).
+def content_text(content: Any, max_chars: int | None = None) -> str | None:
+    """The text of one Gradio message content (a string, or a list of parts), or None if it has none.
 
     Gradio 6 hands the chat function the history the browser sent, whose contents are lists of typed
-    parts, while the history it keeps itself between API calls holds plain strings; both occur.
-    Files and components cannot reach a text-only model, so they are refused, not skipped.
+    parts, while the history it keeps itself between API calls holds plain strings; both occur. Parts
+    that are not text (files, components, nested lists) cannot reach a text-only model and are left
+    out. At most :data:`MAX_PARTS_PER_MESSAGE` parts are read, and reading stops once the text is
+    longer than ``max_chars``: the caller drops such a message anyway.
     """
     if isinstance(content, str):
         return content
-    if isinstance(content, (list, tuple)):
-        texts = []
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            else:
-                kind = part.get("type", "file") if isinstance(part, dict) else type(part).__name__
-                raise ChatInputError(f"history message {index} holds a {kind}; this Space handles text only")
-        return "\n".join(texts)
-    raise ChatInputError(f"history message {index} has content of type {type(content).__name__}, not text")
+    if not isinstance(content, (list, tuple)):
+        return None
+    texts, length = [], 0
+    for part in content[:MAX_PARTS_PER_MESSAGE]:
+        if isinstance(part, dict) and part.get("type") == "text":
+            part = part.get("text")
+        if isinstance(part, str):
+            texts.append(part)
+            length += len(part) + 1
+            if max_chars is not None and length > max_chars:
+                break
+    return "\n".join(texts) if texts else None
 
 
-def history_to_messages(history: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]]:
-    """Gradio's chat history as the pipeline's ``[{"role", "content"}]`` messages."""
-    messages = []
-    for i, item in enumerate(history or ()):
+def history_to_messages(
+    history: Any, max_entries: int | None = None, max_chars: int | None = None
+) -> list[dict[str, str]]:
+    """The newest ``max_entries`` entries of Gradio's chat history as ``[{"role", "content"}]`` messages.
+
+    The history comes from the browser, so anything may be in it: entries that are not a user or
+    assistant message with text are skipped and counted in the log, never an error. That includes
+    ``system`` entries: the Space never puts one in the history (the language prompt is added per
+    request), so one there is a visitor's attempt to give the model orders in the owner's name.
+    """
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        log.info("ignored a chat history of type %s (expected a list of messages)", type(history).__name__)
+        return []
+    window = history if max_entries is None else history[-max_entries:] if max_entries > 0 else []
+    messages, skipped = [], 0
+    for item in window:
         role = item.get("role") if isinstance(item, Mapping) else None
-        if role not in ("system", "user", "assistant"):
-            raise ChatInputError(f"history message {i} has role {role!r}; expected user, assistant or system")
-        messages.append({"role": role, "content": content_text(item.get("content"), i)})
+        text = content_text(item.get("content"), max_chars) if isinstance(item, Mapping) else None
+        if role not in ("user", "assistant") or text is None:
+            skipped += 1
+            continue
+        messages.append({"role": role, "content": text})
+    if skipped:
+        log.info("ignored %d history entry(ies) that are not user or assistant text", skipped)
+    if len(window) < len(history):
+        log.info("read the newest %d of %d history entries", len(window), len(history))
     return messages
 
 
-def trim_history(messages: list[dict[str, str]], max_chars: int) -> list[dict[str, str]]:
-    """The newest messages whose text fits in ``max_chars``, starting with a user turn (drops are logged)."""
+def trim_history(
+    messages: list[dict[str, str]], max_chars: int, max_messages: int | None = None
+) -> list[dict[str, str]]:
+    """The newest messages whose text fits in ``max_chars`` (and ``max_messages``), starting with a user
+    turn; drops are logged. One pass from the newest message back: linear in what it keeps.
+    """
     kept: list[dict[str, str]] = []
     total = 0
     for message in reversed(messages):
         total += len(message["content"])
-        if total > max_chars:
+        if total > max_chars or (max_messages is not None and len(kept) >= max_messages):
             break
         kept.append(message)
     kept.reverse()
@@ -196,23 +257,95 @@ def message_problem(message: Any, max_input_chars: int) -> str | None:
     return None
 
 
+def language_value(language: Any) -> str | None:
+    """The dropdown's value checked against the registry (a client may send anything), or None for 'any'."""
+    if language is None or language in ("", ANY_LANGUAGE):
+        return None
+    return one_of(language, "language", [code for _, code in language_choices()[1:]])
+
+
 def conversation(
-    message: str, history: Sequence[Mapping[str, Any]] | None, language: str | None, max_history_chars: int
+    message: str,
+    history: Any,
+    language: str | None,
+    max_history_chars: int,
+    max_history_messages: int = DEFAULT_MAX_HISTORY,
 ) -> list[dict[str, str]]:
-    """The messages for the pipeline: the language's system prompt, the (trimmed) history, the message."""
-    system = system_prompt(language)
+    """The messages for the pipeline: the language's system prompt, the (trimmed) history, the message.
+
+    The cost is bounded by the caps, not by the history sent: only its newest ``max_history_messages``
+    entries are read, and each is read up to ``max_history_chars`` characters.
+    """
+    system = system_prompt(language_value(language))
     head = [{"role": "system", "content": system}] if system else []
-    past = trim_history(history_to_messages(history), max_history_chars)
+    read = history_to_messages(history, max_history_messages, max_history_chars)
+    past = trim_history(read, max_history_chars, max_history_messages)
     return [*head, *past, {"role": "user", "content": message}]
 
 
-def make_respond(
-    pipe: ChatPipeline, max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
-) -> Callable[..., Iterator[str]]:
-    """The ChatInterface function: checks the message, then yields the reply as it grows."""
-    import gradio as gr
+ZERO_WIDTH_SPACE = "\u200b"
 
-    from okapi_hf.chat import ChatError
+
+def defuse_special_tokens(messages: list[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
+    """Visitor text with any special token it spells (``<|system|>``, ``</s>``) made plain text.
+
+    The tokenizer turns such a string into the real token, so a visitor could close their turn and
+    open a system or assistant one inside a message. A zero-width space after the token's first
+    character keeps the text readable but no longer the token. The system prompt (the Space's own) is
+    left alone. One batched tokenizer call finds which messages hold a special token at all.
+    """
+    special_ids = set(tokenizer.all_special_ids) | {
+        i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special
+    }
+    visitor = [i for i, m in enumerate(messages) if m["role"] != "system"]
+    ids = tokenizer([messages[i]["content"] for i in visitor], add_special_tokens=False)["input_ids"]
+    defused = list(messages)
+    for i, token_ids in zip(visitor, ids, strict=True):
+        found = {t for t in token_ids if t in special_ids}
+        if not found:
+            continue
+        text = messages[i]["content"]
+        for token in sorted(tokenizer.convert_ids_to_tokens(sorted(found)), key=len, reverse=True):
+            if len(token) > 1:
+                text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
+        defused[i] = {"role": messages[i]["role"], "content": text}
+        log.info("defused special token(s) in a %s message", messages[i]["role"])
+    return defused
+
+
+def seed_value(seed: Any) -> int | None:
+    """The seed field's value: None (random) for -1 or nothing, else a whole number in the field's range."""
+    if seed is None or seed == RANDOM_SEED:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, float)) or not 0 <= seed <= 2**32 - 1:
+        raise ChatInputError(
+            f"seed {echo(seed)}: expected a whole number from 0 to {2**32 - 1} ({RANDOM_SEED}: random)"
+        )
+    if seed != int(seed):
+        raise ChatInputError(f"seed {seed}: expected a whole number")
+    return int(seed)
+
+
+def cut_note(max_seconds: float) -> str:
+    """What ends a reply that reached the time limit, so the visitor knows why it stops mid-sentence."""
+    return f"\n\n(cut: this Space stops a reply after {max_seconds:g} seconds)"
+
+
+def make_respond(
+    pipe: ChatPipeline,
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+    *,
+    max_history: int = DEFAULT_MAX_HISTORY,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> Callable[..., Iterator[str]]:
+    """The ChatInterface function: checks everything a visitor sent, then yields the reply as it grows.
+
+    Whatever arrives, the visitor sees the reply or one message (a ``gr.Error``), never a traceback;
+    the work is bounded by the caps: at most ``max_history`` history entries of at most
+    ``HISTORY_CHARS_PER_INPUT_CHAR * max_input_chars`` characters in all, and ``max_seconds`` of
+    generation.
+    """
+    import gradio as gr
 
     max_history_chars = HISTORY_CHARS_PER_INPUT_CHAR * max_input_chars
 
@@ -229,19 +362,26 @@ def make_respond(
         problem = message_problem(message, max_input_chars)
         if problem:
             raise gr.Error(problem)
+        reply = ""
         try:
-            messages = conversation(message, history, language, max_history_chars)
             generation = generation_settings(temperature, top_p, top_k, max_new_tokens)
-            fixed_seed = None if seed is None or seed < 0 else int(seed)
-            pieces = pipe.chat(messages, stream=True, seed=fixed_seed, **generation)
-            reply = ""
+            fixed_seed = seed_value(seed)
+            messages = conversation(message, history, language, max_history_chars, max_history)
+            messages = defuse_special_tokens(messages, pipe.tokenizer)
+            pieces = pipe.chat(messages, stream=True, seed=fixed_seed, max_time=max_seconds, **generation)
+            started = time.monotonic()
             with contextlib.closing(pieces):  # a Stop click closes this generator; that stops generation
                 for piece in pieces:
                     reply += piece
                     yield reply
-        except (ChatError, ChatInputError) as e:
+        except OkapiError as e:  # the chat pipeline's, the input checks' and the language registry's
             raise gr.Error(str(e)) from e
-        if not reply:
+        except Exception as e:  # a bug: the owner gets the traceback in the log, the visitor one line
+            log.error("the reply failed:\n%s", redact_credentials(traceback.format_exc()))
+            raise gr.Error(f"the reply failed on the server ({type(e).__name__}); try again") from None
+        if time.monotonic() - started >= max_seconds:
+            yield (reply or EMPTY_REPLY) + cut_note(max_seconds)
+        elif not reply:
             yield EMPTY_REPLY  # Gradio cannot show a reply that never came
 
     return respond
@@ -269,6 +409,8 @@ class ChatSpaceConfig:
     max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
     concurrency: int = DEFAULT_CONCURRENCY
     gpu: bool = False
+    max_history: int = DEFAULT_MAX_HISTORY
+    max_seconds: int = DEFAULT_MAX_SECONDS
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -301,6 +443,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ChatSpaceConfig:
         max_input_chars=_env_int(env, MAX_INPUT_CHARS_ENV, DEFAULT_MAX_INPUT_CHARS),
         concurrency=_env_int(env, CONCURRENCY_ENV, DEFAULT_CONCURRENCY),
         gpu=_env_bool(env, GPU_ENV),
+        max_history=_env_int(env, MAX_HISTORY_ENV, DEFAULT_MAX_HISTORY),
+        max_seconds=_env_int(env, MAX_SECONDS_ENV, DEFAULT_MAX_SECONDS),
     )
 
 
@@ -316,7 +460,9 @@ a preset such as `gemma-3-270m` (see `okapi-hf models list`). On a Hugging Face 
 model.
 
 Optional: `{MAX_INPUT_CHARS_ENV}` (longest message accepted, default {DEFAULT_MAX_INPUT_CHARS}),
-`{CONCURRENCY_ENV}` (replies generated at once, default {DEFAULT_CONCURRENCY}), `{GPU_ENV}=1` (use CUDA).
+`{CONCURRENCY_ENV}` (replies generated at once, default {DEFAULT_CONCURRENCY}), `{GPU_ENV}=1` (use CUDA),
+`{MAX_HISTORY_ENV}` (newest history messages read, default {DEFAULT_MAX_HISTORY}), `{MAX_SECONDS_ENV}`
+(longest a reply may take, default {DEFAULT_MAX_SECONDS} seconds).
 """
 
 
@@ -330,9 +476,11 @@ def message_page(text: str) -> gr.Blocks:
 
 
 def _load_error_text(model: str, error: BaseException) -> str:
+    """The page for a model that failed to load; a credential in a URL is masked (the page is public)."""
+    model, reason = redact_credentials(model), redact_credentials(f"{type(error).__name__}: {error}")
     return (
         f"## The chat model could not be loaded\n\n`{MODEL_ENV}` is `{model}`, and loading it failed:\n\n"
-        f"```\n{type(error).__name__}: {error}\n```\n\n"
+        f"```\n{reason}\n```\n\n"
         f"Point `{MODEL_ENV}` at a model folder (with config.json), a LoRA adapter folder, a .gguf file, a "
         "preset (`okapi-hf models list`) or a Hub model id this Space can download, then restart the Space."
     )
@@ -341,7 +489,7 @@ def _load_error_text(model: str, error: BaseException) -> str:
 def _model_label(model: str) -> str:
     """How the page names the model: a Hub id as is, a local folder by its name only."""
     path = Path(model)
-    return path.name if path.is_dir() else model
+    return path.name if path.is_dir() else redact_credentials(model)
 
 
 # --- the app -------------------------------------------------------------------------------------------
@@ -353,16 +501,20 @@ def build_demo(
     max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
     concurrency: int = DEFAULT_CONCURRENCY,
     gpu: bool = False,
+    max_history: int = DEFAULT_MAX_HISTORY,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> gr.Blocks:
     """The chat app for ``model`` (a path, a Hub id or a loaded pipeline), loaded once, here.
 
     Without a model, or with one that fails to load, the app is a page saying what to set.
     ``concurrency`` is how many replies are generated at once; seeds are only reproducible at 1, since
-    concurrent generations share torch's random state.
+    concurrent generations share torch's random state. ``max_history`` and ``max_seconds`` bound
+    what one request costs (:func:`make_respond`).
     """
-    if max_input_chars < 1 or concurrency < 1:
+    if max_input_chars < 1 or concurrency < 1 or max_history < 1 or not max_seconds > 0:
         raise ConfigError(
-            f"max_input_chars and concurrency must be >= 1, got {max_input_chars}, {concurrency}"
+            "max_input_chars, concurrency, max_history and max_seconds must be >= 1 (max_seconds > 0), got "
+            f"{max_input_chars}, {concurrency}, {max_history}, {max_seconds}"
         )
     if model is None or (isinstance(model, str) and not model.strip()):
         return message_page(NO_MODEL_TEXT)
@@ -377,7 +529,11 @@ def build_demo(
         try:
             pipe = pipeline(model, gpu=gpu)
         except Exception as e:  # any load failure becomes a page; the traceback goes to the Space's log
-            log.exception("could not load the chat model %s", model)
+            log.error(
+                "could not load the chat model %s:\n%s",
+                redact_credentials(str(model)),
+                redact_credentials(traceback.format_exc()),
+            )
             return message_page(_load_error_text(str(model), e))
         label = _model_label(str(model))
 
@@ -415,7 +571,7 @@ def build_demo(
             ),
         ]
         gr.ChatInterface(
-            make_respond(pipe, max_input_chars),
+            make_respond(pipe, max_input_chars, max_history=max_history, max_seconds=max_seconds),
             additional_inputs=[language, *settings],
             additional_inputs_accordion="Sampling settings",
             examples=example_prompts(),
@@ -446,5 +602,10 @@ def demo_from_env(env: Mapping[str, str] | None = None) -> gr.Blocks:
     except ConfigError as e:
         return message_page(f"## The chat Space is misconfigured\n\n{e}\n\nFix the variable and restart.")
     return build_demo(
-        config.model, max_input_chars=config.max_input_chars, concurrency=config.concurrency, gpu=config.gpu
+        config.model,
+        max_input_chars=config.max_input_chars,
+        concurrency=config.concurrency,
+        gpu=config.gpu,
+        max_history=config.max_history,
+        max_seconds=config.max_seconds,
     )

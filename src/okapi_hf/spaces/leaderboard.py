@@ -43,6 +43,7 @@ from okapi_hf.eval.report import (
     task_details,
 )
 from okapi_hf.languages import GROUPS, get_language, languages
+from okapi_hf.spaces.limits import InputRefused, echo, one_of, redact_credentials, some_of
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -90,6 +91,8 @@ RUN = "run"
 SOURCE = "source"
 FULL = "full"
 PARTIAL = "partial"
+# The most resource-group values one request may send (there are four groups; repeats are harmless).
+MAX_GROUP_VALUES = 16
 
 
 @dataclass(frozen=True)
@@ -708,7 +711,7 @@ def _sources_note(scores: Sequence[Score], seed_csv: Path | None, results_dirs: 
             f"- {EVAL_SOURCE}: {folders}, {count} scores of {len(models)} model(s) ({', '.join(sorted(models))})"
             + (f"; partial (`--limit`) runs: {', '.join(partial)}" if partial else "")
         )
-    return "Data:\n\n" + "\n".join(lines)
+    return redact_credentials("Data:\n\n" + "\n".join(lines))
 
 
 def _styled(table: pd.DataFrame):
@@ -749,11 +752,12 @@ def build_demo(seed_csv: str | Path | None, results_dirs: Sequence[str | Path] =
         return _message_page(UNCONFIGURED)
     try:
         scores = load_scores(seed, folders)
-    except OkapiError as err:
-        log.error("cannot load the leaderboard data: %s", err)
+    except OkapiError as err:  # the page is public: a credential in a configured URL is masked
+        reason = redact_credentials(str(err))
+        log.error("cannot load the leaderboard data: %s", reason)
         return _message_page(
             "# Okapi leaderboard: the data cannot be read\n\n"
-            f"```text\n{err}\n```\n\n"
+            f"```text\n{reason}\n```\n\n"
             f"Fix the file, or the paths in `{SEED_ENV}` / `{RESULTS_ENV}`, and restart the Space."
         )
 
@@ -763,15 +767,36 @@ def build_demo(seed_csv: str | Path | None, results_dirs: Sequence[str | Path] =
     first_metric = default_metric(first_bench, metrics)
     first_chart = language_chart_data(scores, first_bench, first_split, first_metric)
 
+    view_keys = [view_key(*v) for v in views]
+
+    def visitor_view(view: Any) -> tuple[str, str]:
+        """The selector's value, checked: a client can send any JSON value past the dropdown."""
+        try:
+            return parse_view_key(one_of(view, "benchmark and split", view_keys))
+        except InputRefused as err:
+            raise gr.Error(str(err)) from None
+
+    def visitor_groups(groups: Any) -> list[str]:
+        """The ticked resource groups (``None``: all), checked and capped before any work."""
+        try:
+            return (
+                list(GROUPS)
+                if groups is None
+                else some_of(groups, "resource groups", GROUPS, max_items=MAX_GROUP_VALUES)
+            )
+        except InputRefused as err:
+            raise gr.Error(str(err)) from None
+
     def pick_metric(view: str):
         """A new view brings its own metrics (TruthfulQA has mc1/mc2, not acc/acc_norm)."""
-        benchmark, split = parse_view_key(view)
+        benchmark, split = visitor_view(view)
         choices = available_metrics(scores, benchmark, split)
         return gr.Radio(choices=choices, value=default_metric(benchmark, choices))
 
     def render(view: str, metric: str, groups: list[str]):
         """Table and chart for the current choices."""
-        benchmark, split = parse_view_key(view)
+        benchmark, split = visitor_view(view)
+        groups = visitor_groups(groups)
         chart = language_chart_data(scores, benchmark, split, metric, groups)
         return (
             _styled(leaderboard_table(scores, benchmark, split, metric, groups)),
@@ -785,20 +810,22 @@ def build_demo(seed_csv: str | Path | None, results_dirs: Sequence[str | Path] =
 
         An empty metric is the benchmark's headline metric; an empty split is the split of the
         authors' rows for that benchmark (validation for ARC-Challenge), where the data has it.
+        Every value is checked before use (any JSON can arrive), and quoted back cut short.
         """
+        names = list(dict.fromkeys(b for b, _ in views))
+        if not isinstance(benchmark, str) or benchmark not in names:
+            raise gr.Error(f"unknown benchmark {echo(benchmark)}; this leaderboard has {', '.join(names)}")
         splits = [s for b, s in views if b == benchmark]
-        if not splits:
-            names = ", ".join(dict.fromkeys(b for b, _ in views))
-            raise gr.Error(f"unknown benchmark {benchmark!r}; this leaderboard has {names}")
         split = split or default_split(scores, benchmark)
-        if split not in splits:
-            raise gr.Error(f"no {split!r} split scores for {benchmark}; it has {', '.join(splits)}")
+        if not isinstance(split, str) or split not in splits:
+            raise gr.Error(f"no {echo(split)} split scores for {benchmark}; it has {', '.join(splits)}")
         choices = available_metrics(scores, benchmark, split)
         metric = metric or default_metric(benchmark, choices)
-        if metric not in choices:
-            raise gr.Error(f"no {metric!r} scores for {benchmark} ({split}); it has {', '.join(choices)}")
+        if not isinstance(metric, str) or metric not in choices:
+            raise gr.Error(f"no {echo(metric)} scores for {benchmark} ({split}); it has {', '.join(choices)}")
+        groups = visitor_groups(groups)
         try:
-            frame = leaderboard_table(scores, benchmark, split, metric, GROUPS if groups is None else groups)
+            frame = leaderboard_table(scores, benchmark, split, metric, groups)
         except OkapiError as err:
             raise gr.Error(str(err)) from None
         table = json.loads(frame.to_json(orient="split", index=False))  # NaN -> null, numpy -> JSON types

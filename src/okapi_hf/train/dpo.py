@@ -49,6 +49,7 @@ from trl.trainer.utils import (
 )
 
 from okapi_hf.errors import ConfigError, DataError, OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.metrics.ranking import RankingCounts
 from okapi_hf.prompts import encode, format_prompt, to_messages
 from okapi_hf.train.reward import (
@@ -366,7 +367,7 @@ class ListwiseDPOTrainer(_BaseTrainer):
         """Write what data preparation kept and dropped to ``ranking_data_report.json``."""
         path = Path(output_dir or self.args.output_dir) / "ranking_data_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({k: vars(v) for k, v in self.data_reports.items()}, indent=2))
+        atomic_write_text(path, json.dumps({k: vars(v) for k, v in self.data_reports.items()}, indent=2))
         return path
 
     # -- log-probabilities ------------------------------------------------------------------------

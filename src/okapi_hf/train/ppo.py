@@ -29,6 +29,7 @@ from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import add_fused_lm_head
 
 from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.prompts import encode, format_prompt
 from okapi_hf.train.ppo_config import PPOConfig
 from okapi_hf.train.ppo_math import (
@@ -538,7 +539,7 @@ class PPOTrainer(Trainer):
                 "kl_coef": self.kl_ctl.value,
                 "log_history": self.state.log_history,
             }
-            (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+            atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=2))  # last: marks it whole
             self._rotate_checkpoints()
         self.accelerator.wait_for_everyone()
 

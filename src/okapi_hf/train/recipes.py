@@ -6,9 +6,14 @@ so a run is described by one file, and the resolved values are written next to i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import functools
 import logging
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ import yaml
 from trl import ModelConfig, TrlParser
 
 from okapi_hf.errors import ConfigError, OkapiError
+from okapi_hf.fsutil import atomic_write_text, fsync_dir, fsync_tree, locked, remove_tree
 
 logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -98,6 +104,7 @@ def parse_stage_args(
 ) -> tuple[RunArguments, Any, ModelConfig]:
     """Recipe file, then ``key=value`` overrides, then explicit flags (``lang=...``, ``model_name_or_path=...``)."""
     path = recipe_file(stage, recipe)
+    _check_yaml(path)
     parser = _Parser((RunArguments, config_class, ModelConfig))
     parser.context = f"recipe {path}" + (f" with {' '.join(overrides)}" if overrides else "")
     lists = {action.dest for action in parser._actions if action.nargs in ("+", "*")}
@@ -114,11 +121,83 @@ def parse_stage_args(
     try:
         run_args, config, model_args = parser.parse_args_and_config(argv)
     except ValueError as e:  # unknown keys, or a value a config's __post_init__ rejects
+        if "use_cpu" in str(e):  # transformers' advice would not help: the recipe is a GPU one
+            raise ConfigError(
+                f"{parser.context}: this recipe trains in bf16 on a GPU and this machine has none; use "
+                "--recipe small (a real model on a CPU) or tiny, or pass bf16=false"
+            ) from None
         raise OkapiError(f"{parser.context}: {e}") from e
     if not run_args.lang:
         raise OkapiError("no language given: pass --lang (or set `lang` in the recipe)")
     run_args.recipe = str(recipe)
+    check_values(parser.context, run_args, config, model_args)
     return run_args, config, model_args
+
+
+def _check_yaml(path: Path) -> None:
+    """A recipe that is not a YAML mapping, said with its line, before trl's parser trips on it."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"recipe {path}{where}: not valid YAML ({problem})") from None
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping of key: value, got a {type(values).__name__}")
+
+
+# Ranges of numeric options, by name across every stage's configs; None (unset) is always allowed.
+POSITIVE = {
+    "learning_rate", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "lora_r", "lora_alpha", "max_length", "max_prompt_length",
+    "max_new_tokens", "max_completion_length", "num_generations", "num_rollouts", "chunk_size",
+    "ppo_epochs", "kl_horizon", "temperature", "max_train_samples", "max_eval_samples",
+    "max_model_parameters", "logging_steps", "save_steps", "eval_steps", "precompute_ref_batch_size",
+    "dataset_num_proc", "steps_per_generation", "num_iterations",
+}  # fmt: skip
+NON_NEGATIVE = {
+    "warmup_steps", "weight_decay", "max_grad_norm", "seed", "init_kl_coef", "target_kl", "cliprange",
+    "cliprange_value", "vf_coef", "reward_clip", "top_k", "num_unfrozen_layers", "language_reward_weight",
+    "dataloader_num_workers", "eval_delay", "center_rewards_coefficient", "epsilon", "margin", "beta",
+    "save_total_limit",
+}  # fmt: skip
+UNIT = {"lora_dropout", "gamma", "lam", "top_p", "adam_beta1", "adam_beta2", "label_smoothing_factor"}
+
+
+def check_values(context: str, *configs: Any) -> None:
+    """Refuse out-of-range numbers by name before anything loads (a negative learning rate, a batch of 0).
+
+    Without this they surface minutes later as a traceback from torch or peft, or train nothing and
+    exit 0 (``num_train_epochs=-1``).
+    """
+    for config in configs:
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name, None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            expected = _expected_range(f.name, value)
+            if expected:
+                raise ConfigError(f"{f.name}={value}: expected {expected} ({context})")
+
+
+def _expected_range(name: str, value: float) -> str | None:
+    """What ``name`` must be, if ``value`` is not it."""
+    import math
+
+    if not math.isfinite(value):
+        return "a finite number"
+    if name == "max_steps":
+        return None if value == -1 or value > 0 else "a number of steps > 0 (or -1: run by epochs)"
+    if name in POSITIVE and value <= 0:
+        return "a number > 0"
+    if name in NON_NEGATIVE and value < 0:
+        return "a number >= 0"
+    if name in UNIT and not 0 <= value <= 1:
+        return "a number between 0 and 1"
+    return None
 
 
 class _Parser(TrlParser):
@@ -153,7 +232,35 @@ def output_folder(run_args: RunArguments, config: Any, stage: str) -> Path:
     """``runs/<run>/<stage>`` unless the config names another ``output_dir``; set on the config too."""
     if config.output_dir in (None, "trainer_output"):
         config.output_dir = str(run_args.run_dir() / stage)
-    return Path(config.output_dir)
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {out} is a file; give a folder (the stage writes its model there)")
+    stack = _OUTPUT_LOCKS.get(None)
+    if stack is not None and os.environ.get("RANK", "0") == "0":  # one lock per run, held by the main process
+        stack.enter_context(locked(out, what=f"the {stage} output {out}"))
+    return out
+
+
+_OUTPUT_LOCKS: contextvars.ContextVar[contextlib.ExitStack] = contextvars.ContextVar("okapi_hf_output_locks")
+
+
+def locks_output(train: Callable[..., Path]) -> Callable[..., Path]:
+    """Hold the lock of the output folder (taken by :func:`output_folder`) until the stage returns.
+
+    Two runs training into one folder would mix their checkpoints and weights; the second is refused
+    with the first one's pid.
+    """
+
+    @functools.wraps(train)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with contextlib.ExitStack() as stack:
+            token = _OUTPUT_LOCKS.set(stack)
+            try:
+                return train(*args, **kwargs)
+            finally:
+                _OUTPUT_LOCKS.reset(token)
+
+    return wrapper
 
 
 def start_model(model_args: ModelConfig, run_args: RunArguments) -> str:
@@ -212,14 +319,42 @@ def trainer_model(path: str, auto_class: type, config: Any, **kwargs: Any) -> tu
 
 def resolve_resume(value: str | bool | None, out: str | Path) -> str | bool | None:
     """``resume_from_checkpoint=true`` (as key=value can say it) means this run's newest checkpoint."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     if value not in ("true", "True", "last", True):
+        if value and not Path(value).is_dir():
+            raise ConfigError(f"resume_from_checkpoint={value}: no such checkpoint folder")
         return value
-    last = get_last_checkpoint(str(out)) if Path(out).is_dir() else None
-    if last is None:
-        raise OkapiError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {out}")
-    return last
+    folders = sorted(Path(out).glob("checkpoint-*"), key=_step, reverse=True) if Path(out).is_dir() else []
+    for folder in folders:
+        if _complete(folder):
+            if folder != folders[0]:
+                logger.warning(
+                    "resuming from %s: the newer %s is incomplete (a killed save)", folder, folders[0]
+                )
+            return str(folder)
+    if folders:
+        raise ConfigError(
+            f"resume_from_checkpoint={value}: every checkpoint in {out} is incomplete (killed while saving); "
+            "remove them or start without resume_from_checkpoint"
+        )
+    raise OkapiError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {out}")
+
+
+def _step(folder: Path) -> int:
+    match = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    return int(match.group(1)) if match else -1
+
+
+def _complete(folder: Path) -> bool:
+    """A checkpoint whose state file, written last by transformers' Trainer and by our PPO, is whole."""
+    import json
+
+    for name in ("trainer_state.json", "ppo_state.json"):
+        try:
+            json.loads((folder / name).read_text(encoding="utf-8"))
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def head(dataset: Any, n: int | None) -> Any:
@@ -256,33 +391,55 @@ def load_splits(run_args: RunArguments, langs: list[str], subset: str, config: A
 
 
 def save_trained(trainer: Any, out: str | Path, use_peft: bool, *, base: str, merge: bool = False) -> None:
-    """Weights (safetensors) and tokenizer.
+    """Weights (safetensors) and tokenizer, saved so that a kill or a full disk never leaves half a model.
 
     A LoRA stage saves its adapter (``adapter_model.safetensors``), whose ``adapter_config.json`` names
     ``base``, the model the stage started from (itself possibly an adapter): later stages, chat and
     evaluation load the chain with ``okapi_hf.models.load_model``. ``merge`` saves the merged model
-    instead, which loads without peft.
+    instead, which loads without peft. Everything is written to ``out/.saving`` first and moved in file
+    by file, the config (what marks a folder as a model) last.
     """
-    if not use_peft:
-        trainer.save_model(str(out))
-        return
-    trainer.accelerator.wait_for_everyone()
+    out = Path(out)
+    staging = out / ".saving"
     if trainer.is_world_process_zero():
+        remove_tree(staging)  # left by a killed save
+    trainer.accelerator.wait_for_everyone()
+    if not use_peft:
+        trainer.save_model(str(staging))
+    elif trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         if merge:
-            model.merge_and_unload().save_pretrained(out)
+            model.merge_and_unload().save_pretrained(staging)
         else:
-            model.save_pretrained(out)
-            _set_adapter_base(Path(out), base)
-        trainer.processing_class.save_pretrained(out)
+            model.save_pretrained(staging)
+            _set_adapter_base(staging, base)
+        trainer.processing_class.save_pretrained(staging)
     trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; run_config.yaml says the same
+        _move_files_in(staging, out)
+    trainer.accelerator.wait_for_everyone()
+
+
+MARKERS = ("config.json", "adapter_config.json")  # what later stages look for: moved in last
+
+
+def _move_files_in(staging: Path, out: Path) -> None:
+    """Rename every saved file over its old copy in ``out`` (each rename atomic), markers last."""
+    fsync_tree(staging)
+    files = sorted(staging.rglob("*"), key=lambda f: (f.name in MARKERS, str(f)))
+    for file in files:
+        if file.is_file():
+            target = out / file.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+    fsync_dir(out)
+    remove_tree(staging)
 
 
 def _set_adapter_base(out: Path, base: str) -> None:
     """Name the start model in ``adapter_config.json`` (peft writes the bottom model of a merged chain)."""
     import json
-
-    from okapi_hf.fsutil import atomic_write_text
 
     path = out / "adapter_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -298,5 +455,4 @@ def write_run_config(out_dir: str | Path, *configs: Any) -> Path:
         sections[type(config).__name__] = values  # TrainingArguments.to_dict already masks *_token values
     path = Path(out_dir) / "run_config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(sections, sort_keys=False, allow_unicode=True))
-    return path
+    return atomic_write_text(path, yaml.safe_dump(sections, sort_keys=False, allow_unicode=True))

@@ -29,6 +29,7 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.utils import pad
 
 from okapi_hf.errors import DataError, OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.metrics.ranking import RankingCounts
 from okapi_hf.prompts import encode, format_prompt, special_prefix, to_messages
 from okapi_hf.train.utils import freeze_bottom_layers
@@ -378,7 +379,7 @@ class RankedRewardTrainer(RewardTrainer):
         """Write what data preparation kept and dropped to ``ranking_data_report.json``."""
         path = Path(output_dir or self.args.output_dir) / "ranking_data_report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({k: vars(v) for k, v in self.data_reports.items()}, indent=2))
+        atomic_write_text(path, json.dumps({k: vars(v) for k, v in self.data_reports.items()}, indent=2))
         return path
 
 

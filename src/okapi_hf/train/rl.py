@@ -32,6 +32,7 @@ from trl import (
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.langid import require_identifier
 from okapi_hf.languages import resolve_langs
 from okapi_hf.models import load_tokenizer
@@ -42,6 +43,7 @@ from okapi_hf.train.recipes import (
     check_recipe_fits,
     head,
     load_splits,
+    locks_output,
     model_init_kwargs,
     output_folder,
     previous_stage,
@@ -308,6 +310,7 @@ def prepare_prompts(
 # -- the stage ------------------------------------------------------------------------------------------
 
 
+@locks_output
 def train_trl_rl(
     run_args: RunArguments, config: OkapiRLOOConfig | OkapiGRPOConfig, model_args: ModelConfig
 ) -> Path:
@@ -357,8 +360,8 @@ def train_trl_rl(
         freeze_bottom_layers(trainer.model, config.num_unfrozen_layers)
     if trainer.is_world_process_zero():
         write_run_config(out, run_args, config, model_args)
-        (out / "prompt_data_report.json").write_text(
-            json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2)
+        atomic_write_text(
+            out / "prompt_data_report.json", json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2)
         )
     trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
     metrics = trainer.evaluate() if evaluation is not None else {}
@@ -422,4 +425,4 @@ def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
         tags=["trl", "rlhf", config.algorithm],
         pipeline_tag="text-generation",
     )
-    (Path(out) / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(Path(out) / "README.md", card)

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.dpo import ListwiseDPOConfig, ListwiseDPOTrainer
 from okapi_hf.train.recipes import (
@@ -23,6 +24,7 @@ from okapi_hf.train.recipes import (
     check_recipe_fits,
     head,
     load_splits,
+    locks_output,
     model_init_kwargs,
     output_folder,
     parse_stage_args,
@@ -58,6 +60,7 @@ def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path
     return train_dpo(run_args, config, model_args)
 
 
+@locks_output
 def train_dpo(run_args: RunArguments, config: ListwiseDPOConfig, model_args: ModelConfig) -> Path:
     """The whole stage from Python: data, policy and reference, training, evaluation, saving, card."""
     out = output_folder(run_args, config, "dpo")
@@ -121,4 +124,4 @@ def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
         tags=["dpo", "trl", "alignment"],
         pipeline_tag="text-generation",
     )
-    (Path(out) / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(Path(out) / "README.md", card)

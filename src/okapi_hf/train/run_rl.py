@@ -17,6 +17,7 @@ from trl import ModelConfig
 
 from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import resolve_langs
 from okapi_hf.models import load_model, load_tokenizer
 from okapi_hf.train.ppo import PPOTrainer
@@ -27,12 +28,14 @@ from okapi_hf.train.recipes import (
     check_recipe_fits,
     head,
     load_splits,
+    locks_output,
     model_init_kwargs,
     output_folder,
     parse_stage_args,
     previous_stage,
     recipe_file,
     resolve_resume,
+    save_trained,
     start_model,
     write_run_config,
 )
@@ -97,6 +100,7 @@ def _algorithm(recipe: str, argv: list[str]) -> str:
     return values.get("algorithm", "ppo")
 
 
+@locks_output
 def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig) -> Path:
     """The PPO stage from Python: policy, reference, reward model, prompts, training, saving, card."""
     out = output_folder(run_args, config, "rl")
@@ -133,7 +137,7 @@ def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig
         write_run_config(out, run_args, config, model_args)
     trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
     metrics = trainer.evaluate() if evaluation is not None else {}
-    trainer.save_model(out)
+    save_trained(trainer, out, False, base=policy_path)  # the policy, whole or not at all
     if trainer.is_world_process_zero():
         trainer.save_state()  # trainer_state.json: every iteration's reward, KL, losses and timings
         _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, metrics)
@@ -168,4 +172,4 @@ def _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, met
         tags=["rlhf", "ppo", "trl"],
         pipeline_tag="text-generation",
     )
-    (Path(out) / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(Path(out) / "README.md", card)

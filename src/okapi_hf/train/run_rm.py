@@ -15,12 +15,14 @@ from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card, stage_history
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import resolve_langs
 from okapi_hf.train.recipes import (
     RunArguments,
     check_recipe_fits,
     head,
     load_splits,
+    locks_output,
     model_init_kwargs,
     output_folder,
     parse_stage_args,
@@ -67,6 +69,7 @@ def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path
     return train_reward_model(run_args, config, model_args)
 
 
+@locks_output
 def train_reward_model(run_args: RunArguments, config: RankedRewardConfig, model_args: ModelConfig) -> Path:
     """The whole stage from Python: data, model, training, evaluation, saving, card."""
     out = output_folder(run_args, config, "rm")
@@ -134,4 +137,4 @@ def _write_card(out, model, langs, run_args, config, trainer, metrics) -> None:
         tags=["reward-model", "trl", "rlhf"],
         pipeline_tag="text-classification",
     )
-    (Path(out) / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(Path(out) / "README.md", card)

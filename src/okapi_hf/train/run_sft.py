@@ -23,6 +23,7 @@ from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from okapi_hf.cards import render_model_card, stage_history
 from okapi_hf.errors import DataError, OkapiError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import get_language, resolve_langs
 from okapi_hf.train.recipes import (
     RunArguments,
@@ -30,6 +31,7 @@ from okapi_hf.train.recipes import (
     check_recipe_fits,
     head,
     load_splits,
+    locks_output,
     model_init_kwargs,
     output_folder,
     parse_stage_args,
@@ -92,6 +94,7 @@ def main(argv: list[str], *, recipe: str = DEFAULT_RECIPE, **flags: str | None) 
     return train_sft(run_args, config, model_args)
 
 
+@locks_output
 def train_sft(run_args: RunArguments, config: OkapiSFTConfig, model_args: ModelConfig) -> Path:
     """The whole stage from Python: data, mixture, model, training, evaluation, saving, card."""
     if not model_args.model_name_or_path:
@@ -278,4 +281,4 @@ def _write_card(out, model, langs, run_args, config, reports, metrics) -> None:
         tags=["sft", "trl", "instruction-tuning"],
         pipeline_tag="text-generation",
     )
-    (Path(out) / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(Path(out) / "README.md", card)

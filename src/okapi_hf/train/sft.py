@@ -36,6 +36,7 @@ from trl import SFTConfig, SFTTrainer
 from trl.data_utils import common_prefix_length
 
 from okapi_hf.errors import ConfigError, DataError
+from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.prompts import format_prompt, to_messages
 
 logger = logging.getLogger(__name__)
@@ -365,7 +366,9 @@ def save_data_reports(output_dir: str | Path, reports: dict[str, SFTDataReport |
     """Write what data preparation and mixing kept and left out to ``sft_data_report.json``."""
     path = Path(output_dir) / "sft_data_report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2, ensure_ascii=False))
+    atomic_write_text(
+        path, json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2, ensure_ascii=False)
+    )
     return path
 
 
