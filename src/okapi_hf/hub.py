@@ -14,7 +14,7 @@ Nothing leaves the folder but its own regular files, and nothing secret leaves a
   link that would otherwise go up, whether its target lies inside the folder or not (links are
   never followed: a link is refused rather than silently dropped, so nothing the user meant to
   publish goes missing unnoticed), and every file that would go up whose content holds a secret
-  (:mod:`okapi_hf.scan`: token shapes, secret assignments, the value of a secret environment
+  (:mod:`okapi_hf.scan`, :mod:`okapi_hf.filetypes`: token shapes, secret assignments, the value of a secret environment
   variable; any size, any suffix, streamed), needs pickle to load though its name does not say so,
   or (a dataset shard) is not Parquet.
 
@@ -43,7 +43,8 @@ from huggingface_hub.utils import validate_repo_id
 
 from okapi_hf.cards import config_patterns, stage_history, validate_card
 from okapi_hf.errors import OkapiError
-from okapi_hf.scan import SecretScanner, describe, parquet_reason, pickle_reason
+from okapi_hf.filetypes import parquet_reason, pickle_reason
+from okapi_hf.scan import SecretScanner, describe
 
 logger = logging.getLogger(__name__)
 
