@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from okapi_hf.cli_data import _top_p as top_p
 from okapi_hf.cli_data import add_data_commands
 from okapi_hf.cli_eval import add_eval_commands
 from okapi_hf.errors import OkapiError
+from okapi_hf.fsutil import is_disk_full
 from okapi_hf.languages import GROUPS, get_language
 
 
@@ -293,7 +293,7 @@ def _disk_full(e: BaseException | None) -> BaseException | None:
     """The ENOSPC in an exception or its causes (pyarrow and sqlite say it only in their text)."""
     seen = 0
     while e is not None and seen < 8:
-        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        if is_disk_full(e) or any(
             s in str(e) for s in ("No space left on device", "database or disk is full")
         ):
             return e

@@ -23,6 +23,17 @@ class LockedError(OkapiError):
     """Another process holds the lock of an output this run wants to write."""
 
 
+class DiskFullError(OkapiError, OSError):
+    """A write that found no space left: names the file and what was kept."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT, also from pyarrow, whose OSErrors carry the errno only in their text."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
 def fsync_dir(folder: str | Path) -> None:
     """Make a rename inside ``folder`` durable (the directory entry itself is flushed)."""
     fd = os.open(folder, os.O_RDONLY)

@@ -8,7 +8,6 @@ not spliced. ``SHA256SUMS`` (``sha256sum -c`` format) pins what was fetched; re-
 from __future__ import annotations
 
 import codecs
-import errno
 import hashlib
 import http.client
 import json
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 
 from okapi_hf.data.schema import Subset, resolve_subsets
 from okapi_hf.errors import DownloadError, OkapiError
-from okapi_hf.fsutil import atomic_write_text, fsync_dir, locked
+from okapi_hf.fsutil import DiskFullError, atomic_write_text, fsync_dir, is_disk_full, locked
 from okapi_hf.languages import get_language, resolve_langs
 
 DEFAULT_BASE_URL = "http://nlp.uoregon.edu/download/okapi-data/datasets"
@@ -36,17 +35,6 @@ DEFAULT_BACKOFF = 1.0  # seconds before the second attempt, doubling after; read
 # Failures worth another attempt: dropped or stalled connections, short bodies, refused connects.
 _TRANSIENT = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)
 FULL_PARSE_LIMIT = 64 << 20  # release files up to this size are parsed whole before they are pinned
-
-
-class DiskFullError(OkapiError, OSError):
-    """A write that found no space left: names the file and what was kept."""
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC / EDQUOT, also from pyarrow, whose OSErrors carry the errno only in their text."""
-    if not isinstance(exc, OSError):
-        return False
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
 
 
 def check_base_url(base: str) -> str:
