@@ -53,27 +53,22 @@ def main() -> None:
 
             model = str(make_tiny_model("llama", Path(tmp) / "tiny"))
         tasks = ",".join(select_tasks(args.langs, args.benchmarks))
-        common = [
-            "--model_args",
-            f"pretrained={model}",
-            "--limit",
-            str(args.limit),
-            "--device",
-            "cpu",
-            "--batch_size",
-            "1",
-        ]
+        limits = ["--limit", str(args.limit), "--device", "cpu"]
         ours = [
             "okapi-hf",
             "eval",
             "run",
+            "--model",
+            model,
             "--langs",
             args.langs,
             "--benchmarks",
             args.benchmarks,
-            "--output",
+            "--out",
             f"{tmp}/ours",
-            *common,
+            "--batch-size",
+            "1",
+            *limits,
         ]
         plain = [
             sys.executable,
@@ -81,13 +76,17 @@ def main() -> None:
             "lm_eval",
             "--model",
             "hf",
+            "--model_args",
+            f"pretrained={model}",
             "--include_path",
             str(tasks_path()),
             "--tasks",
             tasks,
             "--output_path",
             f"{tmp}/plain",
-            *common,
+            "--batch_size",
+            "1",
+            *limits,
         ]
         pairs = [(_wall(plain), _wall(ours)) for _ in range(args.repeats)]
 

@@ -47,9 +47,9 @@ def timed_pass(client, requests, desc: str) -> float:
 
 
 def run(work: Path, args: argparse.Namespace) -> None:
-    from okapi_hf.data.backends import OpenAIBackend
-    from okapi_hf.data.fake_llm import FakeLLMServer
-    from okapi_hf.data.llm import ChatRequest, LLMClient, Price
+    from okapi_hf.create.backends import OpenAIBackend
+    from okapi_hf.create.fake_llm import FakeLLMServer
+    from okapi_hf.create.llm import ChatRequest, LLMClient, Price
 
     def requests(tag: str, n: int) -> list[ChatRequest]:
         system = "You are a helpful assistant. Answer in Vietnamese."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Screenshots and other things a person may want to look at after a run (CI keeps this folder).
 ARTIFACTS = Path(os.environ.get("OKAPI_HF_TEST_ARTIFACTS", REPO / "test-artifacts"))
-CHROMIUM = os.environ.get("OKAPI_HF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ENV = "OKAPI_HF_CHROMIUM"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+CHROMIUM_DEFAULT = "/usr/bin/chromium"
 # The machine has no network: without these flags Chromium keeps trying to reach Google's hosts.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -85,13 +88,39 @@ def run_space(app: Path, env: dict[str, str], timeout: float = 180) -> Iterator[
             _stop(proc, timeout=20)
 
 
+class ChromiumMissing(RuntimeError):
+    """No Chromium to drive: the browser tests fail (never skip) with what to install."""
+
+
+def find_chromium() -> str:
+    """The Chromium binary: ``$OKAPI_HF_CHROMIUM`` if set, else chromium / chromium-browser on PATH,
+    else /usr/bin/chromium. Raises :class:`ChromiumMissing` naming the fix when none exists.
+
+    A browser test that cannot run must fail loudly: a skip would pass a suite that never drove the page.
+    """
+    configured = os.environ.get(CHROMIUM_ENV)
+    if configured:
+        candidate, where = configured, f"${CHROMIUM_ENV}={configured}"
+    else:
+        found = next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+        candidate = found or CHROMIUM_DEFAULT
+        where = f"{' or '.join(CHROMIUM_NAMES)} on PATH, or {CHROMIUM_DEFAULT}"
+    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        return candidate
+    raise ChromiumMissing(
+        f"the browser tests need Chromium and found none ({where}): install it with "
+        f"`apt-get install chromium` (Debian/Ubuntu), or set {CHROMIUM_ENV} to a Chromium or Chrome binary"
+    )
+
+
 @contextmanager
 def chromium() -> Iterator:
-    """Debian's headless Chromium driven by Playwright (Playwright's own browser download is not used)."""
+    """Chromium (see :func:`find_chromium`) driven by Playwright; Playwright's own browser download is not used."""
+    executable = find_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

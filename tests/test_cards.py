@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import runpy
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import pytest
 import yaml
 from huggingface_hub import DatasetCard, EvalResult, ModelCard, SpaceCard
 
-from okapi_hf.cards import (
+from okapi_hf.data.build import build_dataset
+from okapi_hf.data.sample import write_sample_raw
+from okapi_hf.errors import OkapiError
+from okapi_hf.hub.cards import (
     GRADIO_SDK_VERSION,
     render_dataset_card,
     render_model_card,
@@ -22,9 +26,6 @@ from okapi_hf.cards import (
     validate_card,
     write_space_readmes,
 )
-from okapi_hf.data.build import build_dataset
-from okapi_hf.data.sample import write_sample_raw
-from okapi_hf.errors import OkapiError
 from okapi_hf.spaces import chat, leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,17 +270,42 @@ def test_the_pinned_gradio_is_the_installed_major_version():
     assert GRADIO_SDK_VERSION.split(".")[0] == installed.split(".")[0], (GRADIO_SDK_VERSION, installed)
 
 
-# runpy warns that the module is already imported; it still runs the file's __main__ block as python -m does
-@pytest.mark.filterwarnings("ignore:'okapi_hf.cards' found in sys.modules:RuntimeWarning")
-def test_committed_space_readmes_are_a_fresh_rendering(tmp_path, monkeypatch):
+def _run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m module args`` as a user types it, from ``cwd``, with this checkout importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_committed_space_readmes_are_a_fresh_rendering(tmp_path):
     for kind in ("chat", "leaderboard"):
         committed = (REPO / "spaces" / kind / "README.md").read_text(encoding="utf-8")
         assert committed == render_space_card(kind), (
-            f"spaces/{kind}/README.md: run `python -m okapi_hf.cards`"
+            f"spaces/{kind}/README.md: run `python -m okapi_hf.hub.cards`"
         )
-    monkeypatch.setattr(sys, "argv", ["okapi_hf.cards", str(tmp_path)])
-    runpy.run_module("okapi_hf.cards", run_name="__main__")
+    # the documented command, under its old name too (an alias module run as __main__)
+    done = _run_module("okapi_hf.cards", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeWarning" not in done.stderr, done.stderr
     assert (tmp_path / "spaces" / "chat" / "README.md").read_text() == render_space_card("chat")
     assert write_space_readmes(tmp_path) == [
         tmp_path / "spaces" / k / "README.md" for k in ("chat", "leaderboard")
     ]
+
+
+@pytest.mark.parametrize("module", ["okapi_hf.hub.cards", "okapi_hf.cards"])
+def test_cards_help_prints_usage_and_writes_nothing(tmp_path, module):
+    done = _run_module(module, "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m okapi_hf.hub.cards"), done.stdout
+    assert "hub_cards/" in done.stdout and "RuntimeWarning" not in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []  # once, `--help` was taken for the folder to write into
+
+
+def test_the_old_cards_module_name_is_the_moved_module():
+    """``okapi_hf.cards`` (documented as a command) is the hub module itself, so patching either works."""
+    import okapi_hf.cards
+    import okapi_hf.hub.cards
+
+    assert okapi_hf.cards is okapi_hf.hub.cards

@@ -366,3 +366,41 @@ def test_batched_greedy_replies_equal_one_at_a_time(pipes, arch):
     batched = pipe.chat_batch(conversations, batch_size=3, do_sample=False)
     assert batched == [pipe.chat(c, do_sample=False) for c in conversations]
     assert pipe.tokenizer.padding_side == "left"  # restored (the pipeline pads left already)
+
+
+# -- one generation path for every stage ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_creations_local_backend_and_chat_generate_alike(models, pipes, arch):
+    """Both go through okapi_hf.generation: the same model, prompt and greedy decoding give one reply."""
+    from okapi_hf.create.backends import LocalBackend
+    from okapi_hf.create.llm_types import ChatRequest
+
+    backend = LocalBackend(models[arch])
+    request = ChatRequest.chat(USER, temperature=0.0, max_tokens=24)
+    model, tokenizer = backend.load()
+    result = backend._generate(model, tokenizer, request)
+    assert result.text.strip() == pipes[arch].chat(USER, do_sample=False, max_new_tokens=24)
+    assert result.finish_reason in ("stop", "length") and 0 < result.completion_tokens <= 24
+
+
+def test_sampling_settings_make_temperature_zero_greedy():
+    from okapi_hf.generation import sampling_settings
+
+    assert sampling_settings({"do_sample": True, "temperature": 0, "top_p": 0.9}) == {"do_sample": False}
+    assert sampling_settings({"do_sample": False, "top_k": 40, "max_new_tokens": 3}) == {
+        "do_sample": False,
+        "max_new_tokens": 3,
+    }
+    sampled = {"do_sample": True, "temperature": 0.7, "top_p": 0.9}
+    assert sampling_settings(sampled) == sampled
+
+
+def test_chat_keeps_its_public_names():
+    import okapi_hf.chat as chat
+    import okapi_hf.generation as generation
+
+    assert chat.OKAPI_STOP_STRINGS is generation.OKAPI_STOP_STRINGS
+    assert chat.visible_text is generation.visible_text
+    assert callable(chat.pipeline) and callable(chat.terminal_chat) and callable(chat.check_chat_options)

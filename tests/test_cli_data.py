@@ -186,7 +186,7 @@ def _judge(messages):
 
 
 def test_sampling_flags_reach_every_request_body(tmp_path, capsys):
-    from okapi_hf.data.fake_llm import FakeLLMServer
+    from okapi_hf.create.fake_llm import FakeLLMServer
 
     with FakeLLMServer(_judge) as server:
         argv = _rank_args(tmp_path, server.url)
@@ -203,7 +203,7 @@ def test_sampling_flags_reach_every_request_body(tmp_path, capsys):
 
 
 def test_the_timeout_flag_bounds_each_attempt(tmp_path, capsys):
-    from okapi_hf.data.fake_llm import FakeLLMServer
+    from okapi_hf.create.fake_llm import FakeLLMServer
 
     hang = 8.0  # the first attempt of each row answers only after this
     with FakeLLMServer(_judge, failures=["timeout", "timeout"], hang=hang) as server:
@@ -253,9 +253,9 @@ def test_help_shows_each_steps_own_defaults(capsys):
     """The numbers in --help are the steps' own constants (written out so that --help stays fast)."""
     import inspect
 
-    from okapi_hf.cli_data import DEFAULT_TIMEOUT
-    from okapi_hf.data import generate, rank, respond, taco, translate
-    from okapi_hf.data.create import make_client
+    from okapi_hf.cli.data import DEFAULT_TIMEOUT
+    from okapi_hf.create import generate, rank, respond, taco, translate
+    from okapi_hf.create.steps import make_client
 
     expected = {
         "generate": (f"(default: {generate.MAX_TOKENS})", f"(default: {generate.TEMPERATURE:.1f},"),

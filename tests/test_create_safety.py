@@ -24,11 +24,11 @@ import pytest
 
 from conftest import fill_disk
 from okapi_hf.cli import main
-from okapi_hf.data import create
-from okapi_hf.data.backends import OpenAIBackend, make_backend
-from okapi_hf.data.fake_llm import FakeLLMServer
-from okapi_hf.data.llm import ChatRequest, LLMClient, LLMError
-from okapi_hf.data.runner import merge_shards
+from okapi_hf.create import steps as create
+from okapi_hf.create.backends import OpenAIBackend, make_backend
+from okapi_hf.create.fake_llm import FakeLLMServer
+from okapi_hf.create.llm import ChatRequest, LLMClient, LLMError
+from okapi_hf.create.runner import merge_shards
 from okapi_hf.errors import OkapiError
 from okapi_hf.eval.judge import judge_answers, judge_spec
 from okapi_hf.fsutil import locked

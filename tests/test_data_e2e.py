@@ -17,12 +17,12 @@ import pytest
 
 from live import transformers_serve
 from okapi_hf.cli import main
-from okapi_hf.data import create
+from okapi_hf.create import steps as create
+from okapi_hf.create.fake_llm import FakeLLMServer
+from okapi_hf.create.runner import StepFailed
+from okapi_hf.create.steps import CACHE_NAME
 from okapi_hf.data.build import build_dataset
-from okapi_hf.data.create import CACHE_NAME
-from okapi_hf.data.fake_llm import FakeLLMServer
 from okapi_hf.data.load import load_dataset
-from okapi_hf.data.runner import StepFailed
 from okapi_hf.testing import make_tiny_model
 
 WORDS = [f"topic{n}" for n in range(500)]

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from okapi_hf.data import create
-from okapi_hf.data.backends import LocalBackend
-from okapi_hf.data.create import CACHE_NAME
-from okapi_hf.data.fake_llm import FakeLLMServer
-from okapi_hf.data.llm import ChatRequest, LLMClient, run_async
-from okapi_hf.data.runner import RowRejected, RunReport, StepInterrupted, run_rows, run_step
+from okapi_hf.create import steps as create
+from okapi_hf.create.backends import LocalBackend
+from okapi_hf.create.fake_llm import FakeLLMServer
+from okapi_hf.create.llm import ChatRequest, LLMClient, run_async
+from okapi_hf.create.runner import RowRejected, RunReport, StepInterrupted, run_rows, run_step
+from okapi_hf.create.steps import CACHE_NAME
 
 VI = "Đây là câu trả lời tiếng Việt rất cẩn thận và đầy đủ cho người hỏi"
 RANKED = "multilingual-ranking-data-42k/vi.jsonl"
@@ -269,7 +269,7 @@ def test_keyboard_interrupt_in_a_step_becomes_step_interrupted_with_its_line():
 
 def test_a_cancellation_arriving_with_the_answer_is_not_swallowed():
     """``asyncio.wait_for`` (Python 3.11) returns the answer then, and a cancelled worker went on."""
-    from okapi_hf.data.backends import FunctionBackend
+    from okapi_hf.create.backends import FunctionBackend
 
     async def go() -> None:
         answer = asyncio.get_running_loop().create_future()

@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from okapi_hf.data.backends import FunctionBackend
-from okapi_hf.data.generate import Pool, generate_tasks, parse_tasks, rouge_l, why_unsuitable
-from okapi_hf.data.llm import LLMClient
-from okapi_hf.data.llm_types import Sampling
-from okapi_hf.data.rank import make_rank, parse_ranking
-from okapi_hf.data.respond import make_respond
-from okapi_hf.data.runner import RowRejected
-from okapi_hf.data.translate import make_translate, protect, restore
+from okapi_hf.create.backends import FunctionBackend
+from okapi_hf.create.generate import Pool, generate_tasks, parse_tasks, rouge_l, why_unsuitable
+from okapi_hf.create.llm import LLMClient
+from okapi_hf.create.llm_types import Sampling
+from okapi_hf.create.rank import make_rank, parse_ranking
+from okapi_hf.create.respond import make_respond
+from okapi_hf.create.runner import RowRejected
+from okapi_hf.create.translate import make_translate, protect, restore
 from okapi_hf.langid import language_score
 
 VI = "Đây là một câu tiếng Việt được dịch cẩn thận, giữ nguyên mọi phần đặc biệt"
@@ -352,8 +352,8 @@ def test_a_rank_retry_gets_64_tokens_unless_max_tokens_is_given():
 
 
 def test_respond_generate_and_taco_requests_carry_the_given_sampling():
-    from okapi_hf.data.generate import generate_request
-    from okapi_hf.data.taco import taco_record
+    from okapi_hf.create.generate import generate_request
+    from okapi_hf.create.taco import taco_record
 
     given = Sampling(temperature=0.25, top_p=0.8, max_tokens=40)
     client = _client(lambda r: f"{VI} {r.sample}")

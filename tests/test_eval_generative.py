@@ -12,7 +12,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from okapi_hf.chat import pipeline
 from okapi_hf.cli import main
-from okapi_hf.data.fake_llm import FakeLLMServer
+from okapi_hf.create.fake_llm import FakeLLMServer
 from okapi_hf.errors import DataError
 from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_questions
 from okapi_hf.eval.judge_report import bootstrap_ci, summarize, write_report
@@ -66,6 +66,14 @@ def test_the_real_vicuna_questions_load():
     assert [q["turns"] for q in questions] == [row["turns"] for items in rows.values() for row in items]
     assert all(q["turns"][0].strip() for q in questions)
     assert {q["category"] for q in questions} >= {"writing", "math", "coding"}
+
+
+def test_limit_takes_the_first_questions_of_each_language():
+    questions = load_questions(QUESTIONS, "ne,fa", limit=3)
+    expected = [
+        f"{lang}-{row['question_id']}" for lang in ("ne", "fa") for row in _lines(QUESTIONS / f"{lang}.jsonl")[:3]
+    ]
+    assert [q["id"] for q in questions] == expected
 
 
 @pytest.mark.parametrize(
@@ -176,8 +184,8 @@ def test_the_report_files_and_model_index(tmp_path, capsys):
         ("vicuna_vi", "language_fidelity"),
     }
     # the model card's evaluation block: `publish model --eval-results REPORT` puts these scores in it
-    from okapi_hf.cards import render_model_card
     from okapi_hf.hub import publish
+    from okapi_hf.hub.cards import render_model_card
 
     folder = make_tiny_model("llama", tmp_path / "model")
     card = render_model_card(

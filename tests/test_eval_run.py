@@ -131,9 +131,13 @@ def test_eval_run_end_to_end(tmp_path, monkeypatch, capsys):
     model = make_tiny_model("llama", tmp_path / "tiny")
     monkeypatch.setenv("OKAPI_HF_EVAL_DIR", EVAL_DIR)
     out = tmp_path / "out"
-    argv = ["eval", "run", "--model_args", f"pretrained={model}", "--langs", "vi,de", "--benchmarks", "arc"]
-    assert main([*argv, "--output", str(out), "--limit", "2", "--device", "cpu"]) == 0
+    argv = ["eval", "run", "--model", str(model), "--model-name", "tiny-llama", "--langs", "vi,de"]
+    assert main([*argv, "--benchmarks", "arc", "--out", str(out), "--limit", "2", "--device", "cpu"]) == 0
+    assert capsys.readouterr().err.count("deprecated") == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["okapi_hf"]["model_name"] == "tiny-llama"
+    assert yaml.safe_load((out / "model_index.yaml").read_text())["model-index"][0]["name"] == "tiny-llama"
+    assert (out / "results.md").read_text().startswith("Model: `tiny-llama`")
     assert set(results["okapi_hf"]["tasks"]) == {"okapi_arc_vi", "okapi_arc_de"}
     assert results["okapi_hf"]["shots"] == "authors"
     assert results["config"]["model"] == "okapi-hf"  # the fast scorer by default
@@ -144,3 +148,58 @@ def test_eval_run_end_to_end(tmp_path, monkeypatch, capsys):
     table = (out / "results.md").read_text()
     assert "Vietnamese (`vi`)" in table and "German (`de`)" in table
     assert (out / "results.png").stat().st_size > 10_000
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """``main(argv)`` for `eval run` with lm-eval left out: the arguments run_eval got."""
+    calls = []
+    monkeypatch.setattr("okapi_hf.eval.harness.run_eval", lambda *a, **kw: calls.append((a, kw)))
+
+    def run(*argv: str) -> tuple[int, tuple, dict]:
+        code = main(["eval", "run", "--langs", "vi", *argv])
+        return (code, *calls.pop()) if calls else (code, (), {})
+
+    return run
+
+
+def test_eval_run_model_is_the_model_and_backend_the_backend(ran, capsys, tmp_path):
+    out = str(tmp_path / "ev")
+    code, args, kw = ran("--model", "runs/x/sft", "--out", out)
+    assert code == 0 and args == ("okapi-hf", "pretrained=runs/x/sft", "vi", "all", out)
+    assert kw["model_name"] == "runs/x/sft" and kw["batch_size"] == "1"
+    code, args, kw = ran("--model", "m", "--backend", "hf", "--model-args", "dtype=float32", "--out", out)
+    assert args[:2] == ("hf", "pretrained=m,dtype=float32")
+    code, args, kw = ran("--model", "m", "--model-name", "my model", "--batch-size", "auto", "--out", out)
+    assert kw["model_name"] == "my model" and kw["batch_size"] == "auto"
+    assert "deprecated" not in capsys.readouterr().err
+
+
+def test_eval_run_old_spellings_work_with_one_deprecation_line(ran, capsys, tmp_path):
+    out = str(tmp_path / "ev")
+    code, args, kw = ran(
+        "--model", "hf", "--model_args", "pretrained=m", "--batch_size", "2", "--output", out
+    )
+    assert code == 0 and args == ("hf", "pretrained=m", "vi", "all", out) and kw["batch_size"] == "2"
+    assert kw["model_name"] is None  # run_eval names the run after pretrained=
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("okapi-hf: warning: deprecated spelling")
+    for old, new in (
+        ("--model_args", "--model-args"),
+        ("--batch_size", "--batch-size"),
+        ("--output", "--out"),
+    ):
+        assert f"{old} -> {new}" in line
+    assert "--model hf -> --backend hf" in line
+    code, args, kw = ran("--model_args", "pretrained=m", "--out", out)  # the old default backend
+    assert args[:2] == ("okapi-hf", "pretrained=m")
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_eval_run_names_the_model_once(ran, capsys, tmp_path):
+    code, _, _ = ran(
+        "--model", str(tmp_path), "--model-args", "pretrained=other", "--out", str(tmp_path / "e")
+    )
+    assert code == 1 and "both name the model" in capsys.readouterr().err
+    code, _, _ = ran("--out", str(tmp_path / "e"))
+    assert code == 1 and "name the model to evaluate: --model PATH" in capsys.readouterr().err

@@ -28,7 +28,7 @@ class Case:
 
 TRAIN = "train sft --recipe tiny --lang vi --model {model} --data {data} runs_dir={dir}/runs max_steps=1"
 STAGE = "--recipe tiny --lang vi --model {model} --data {data} runs_dir={dir}/runs max_steps=1"
-EVAL = "eval run --model_args pretrained={model} --langs vi --benchmarks arc --output {dir}/eval"
+EVAL = "eval run --model {model} --langs vi --benchmarks arc --out {dir}/eval"
 GENERATE = "eval generate --questions {dir}/questions --langs vi --model {model} --out {dir}/answers"
 
 CASES = {
@@ -53,7 +53,7 @@ CASES = {
     "train: unknown recipe name": Case(f"{TRAIN} --recipe nosuch", 1, "no sft recipe named 'nosuch'"),
     "train: --model is a file": Case(f"{TRAIN} --model {{file}}", 1, "is a file, not a model"),
     "train: --model relative path missing": Case(f"{TRAIN} --model ./nope/model", 1, "./nope/model does not exist"),
-    "train: --output-dir is a file": Case(f"{TRAIN} --output-dir {{file}}", 1, "is a file; give a folder"),
+    "train: --out is a file": Case(f"{TRAIN} --out {{file}}", 1, "is a file; give a folder"),
     "train: unknown language": Case(f"{TRAIN} --lang xx", 1, "unknown language code 'xx'"),
     "train: empty language": Case(f"{TRAIN} --lang=", 1, "no language given"),
     "train: --data missing": Case(f"{TRAIN} --data {{dir}}/nodata", 1, "nodata' is neither a local folder"),
@@ -68,28 +68,31 @@ CASES = {
     "train rl: negative KL coefficient": Case(f"train rl {STAGE} init_kl_coef=-1", 1, "init_kl_coef=-1.0"),
     "train dpo: negative beta": Case(f"train dpo {STAGE} beta=-1", 1, "beta must be positive, got -1.0"),
     "train all: a stage prefix it does not run": Case("train all --lang vi dpo.beta=0.2", 1, "not dpo"),
-    "train: no stage": Case("train", 2, "required: stage"),
+    "train: no stage": Case("train", 2, "required: STAGE"),
     # evaluation
     "eval run: --limit -1": Case(f"{EVAL} --limit -1", 1, "--limit -1.0: expected a number of documents"),
     "eval run: --limit 0": Case(f"{EVAL} --limit 0", 1, "--limit 0.0"),
     "eval run: --limit nan": Case(f"{EVAL} --limit nan", 1, "--limit nan"),
     "eval run: --limit not a number": Case(f"{EVAL} --limit many", 2, "argument --limit"),
-    "eval run: --batch_size 0 (ran, exit 0)": Case(f"{EVAL} --limit 1 --batch_size 0", 1, "--batch_size 0"),
-    "eval run: --batch_size -3 (ran, exit 0)": Case(f"{EVAL} --limit 1 --batch_size -3", 1, "--batch_size -3"),
+    "eval run: --batch-size 0 (ran, exit 0)": Case(f"{EVAL} --limit 1 --batch-size 0", 1, "--batch-size 0"),
+    "eval run: --batch-size -3 (ran, exit 0)": Case(f"{EVAL} --limit 1 --batch-size -3", 1, "--batch-size -3"),
     "eval run: --device cuda without CUDA": Case(f"{EVAL} --limit 1 --device cuda", 1, "no CUDA device"),
     "eval run: --device nonsense (ran, exit 0)": Case(f"{EVAL} --limit 1 --device nonsense", 1, "--device nonsense"),
-    "eval run: unknown backend": Case(f"{EVAL} --limit 1 --model nosuch", 1, "--model nosuch: not an lm-eval"),
-    "eval run: --model_args not key=value": Case(f"{EVAL} --model_args garbage", 1, "expected key=value pairs"),
-    "eval run: --model_args without pretrained": Case(f"{EVAL} --model_args dtype=float32", 1, "pretrained=PATH"),
+    "eval run: unknown backend": Case(f"{EVAL} --limit 1 --backend nosuch", 1, "--backend nosuch: not an lm-eval"),
+    "eval run: --model-args not key=value": Case(f"{EVAL} --model-args garbage", 1, "expected key=value pairs"),
+    "eval run: no --model": Case("eval run --langs vi --benchmarks arc --out {dir}/eval", 1, "--model PATH"),
+    "eval run: --model-args without pretrained (hf)": Case(
+        "eval run --backend hf --model-args dtype=float32 --langs vi --out {dir}/eval", 1, "--model PATH"
+    ),
     "eval run: a model argument the model refuses": Case(
-        "eval run --model_args pretrained={model},foo=bar --langs vi --benchmarks arc --limit 1 --output {dir}/ev2",
+        "eval run --model {model} --model-args foo=bar --langs vi --benchmarks arc --limit 1 --out {dir}/ev2",
         1,
         "unexpected keyword argument 'foo'",
     ),
-    "eval run: --output is a file": Case(f"{EVAL} --limit 1 --output {{file}}", 1, "is a file; give a folder"),
+    "eval run: --out is a file": Case(f"{EVAL} --limit 1 --out {{file}}", 1, "is a file; give a folder"),
     "eval run: unknown benchmark": Case(f"{EVAL} --benchmarks nosuch", 1, "unknown benchmark(s) nosuch"),
     "eval run: empty --langs": Case(f"{EVAL} --langs=", 1, "no language given"),
-    "eval run: model missing": Case(f"{EVAL} --model_args pretrained={{dir}}/nope", 1, "nope does not exist"),
+    "eval run: model missing": Case(f"{EVAL} --model {{dir}}/nope", 1, "nope does not exist"),
     "eval run: --shots -1": Case(f"{EVAL} --shots -1", 2, "argument --shots: invalid choice"),
     "eval generate: --batch-size 0": Case(f"{GENERATE} --batch-size 0", 2, "argument --batch-size"),
     "eval generate: --max-new-tokens -1": Case(f"{GENERATE} --max-new-tokens -1", 2, "argument --max-new-tokens"),

@@ -15,12 +15,13 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 
 import okapi_hf.hub as hub
-from okapi_hf.cards import render_model_card
 from okapi_hf.cli import main
 from okapi_hf.data.build import build_dataset
 from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.errors import OkapiError
 from okapi_hf.eval.harness import write_report
+from okapi_hf.hub import publishing
+from okapi_hf.hub.cards import render_model_card
 from okapi_hf.testing import make_tiny_model
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
@@ -124,7 +125,7 @@ def online(monkeypatch):
 def api_class(monkeypatch, online):
     """`HfApi` replaced by an autospec double: calls with a wrong signature fail as they would."""
     cls = create_autospec(HfApi)
-    monkeypatch.setattr(hub, "HfApi", cls)
+    monkeypatch.setattr(publishing, "HfApi", cls)  # where publish looks it up
     return cls
 
 
@@ -470,7 +471,7 @@ def test_eval_results_errors(built, copy, tmp_path):
 
 
 def test_the_uploaded_card_loads_the_model_from_the_hub(copy, no_token):
-    from okapi_hf.cards import POLICY_USAGE
+    from okapi_hf.hub.cards import POLICY_USAGE
 
     model = copy("model")
     card = (

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from okapi_hf.data.backends import FunctionBackend
-from okapi_hf.data.fake_llm import FakeLLMServer
-from okapi_hf.data.llm import LLMClient
-from okapi_hf.data.runner import run_rows
+from okapi_hf.create.backends import FunctionBackend
+from okapi_hf.create.fake_llm import FakeLLMServer
+from okapi_hf.create.llm import LLMClient
+from okapi_hf.create.runner import run_rows
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.eval.judge import (
     combine_verdicts,

@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from okapi_hf.data.backends import (
+from okapi_hf.create.backends import (
     NLLB_CODES,
     FunctionBackend,
     LocalBackend,
     OpenAIBackend,
     Seq2SeqBackend,
-    _retry_after,
     m2m100_code,
     make_backend,
     nllb_code,
 )
-from okapi_hf.data.fake_llm import FakeLLMServer
-from okapi_hf.data.llm import ChatRequest, ChatResult, LLMClient, LLMError, Price, RequestCache, Usage
+from okapi_hf.create.fake_llm import FakeLLMServer
+from okapi_hf.create.llm import ChatRequest, ChatResult, LLMClient, LLMError, Price, RequestCache, Usage
+from okapi_hf.create.openai_backend import _retry_after
 from okapi_hf.errors import ConfigError, DataError, OkapiError, UnknownLanguageError
 
 SECRET = "sk-test-ThisIsNotARealKey-0123456789"
@@ -100,7 +100,7 @@ def test_top_p_is_in_the_key_only_when_set():
 
 
 def test_sampling_overrides_only_what_is_given():
-    from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
+    from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
 
     assert STEP_DEFAULTS.fields(temperature=0.7, max_tokens=512) == {
         "temperature": 0.7,
@@ -202,8 +202,8 @@ def test_answer_is_durable_when_complete_returns_even_after_sigkill(tmp_path):
     child = textwrap.dedent(
         f"""
         import asyncio, os, signal
-        from okapi_hf.data.backends import FunctionBackend
-        from okapi_hf.data.llm import ChatRequest, LLMClient
+        from okapi_hf.create.backends import FunctionBackend
+        from okapi_hf.create.llm import ChatRequest, LLMClient
         client = LLMClient(FunctionBackend(lambda r: "answer " + r.messages[-1]["content"], id="f"),
                            cache={str(cache)!r})
         async def main():
@@ -230,8 +230,8 @@ def test_two_processes_write_one_cache_at_once(tmp_path):
     child = textwrap.dedent(
         f"""
         import sys
-        from okapi_hf.data.backends import FunctionBackend
-        from okapi_hf.data.llm import ChatRequest, LLMClient
+        from okapi_hf.create.backends import FunctionBackend
+        from okapi_hf.create.llm import ChatRequest, LLMClient
         tag = sys.argv[1]
         client = LLMClient(FunctionBackend(lambda r: "a " + r.messages[-1]["content"], id="f"),
                            cache={str(cache)!r}, concurrency=8)

@@ -421,7 +421,7 @@ def _train_rl(built, tmp_path, *argv, **flags):
     return run_rl.main(list(argv), recipe="tiny", **flags)
 
 
-def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path):
+def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path, capfd):
     rm = tmp_path / "rm"
     shutil.copytree(tiny["llama"], rm)  # a fresh reward model, from a folder of its own
     out = _train_rl(
@@ -456,6 +456,14 @@ def test_train_ppo_saves_a_plain_causal_lm_with_a_card(tiny, built, tmp_path):
     assert "ppo" in card.data.tags and card.data.pipeline_tag == "text-generation"
     assert str(rm) in card.text and str(tiny["llama"]) in card.text
     assert "15 prompts" in card.text  # the prompt report
+
+    # the terminal: progress and a summary; each iteration's log dict is in train.log only
+    terminal = "".join(capfd.readouterr())
+    assert "'reward/score'" not in terminal and "'objective/kl'" not in terminal
+    assert "okapi-hf train rl: 2 steps in " in terminal and "reward/score " in terminal
+    assert f"full log in {out / 'train.log'}" in terminal
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert len([line for line in log.splitlines() if "step " in line and "'reward/score':" in line]) == 2
 
 
 def test_the_language_reward_can_be_the_identifier(tiny, built, tmp_path, monkeypatch):

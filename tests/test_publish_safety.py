@@ -25,12 +25,12 @@ import numpy as np
 import pytest
 from huggingface_hub import HfApi, constants
 
-import okapi_hf.hub as hub
-from okapi_hf.cards import render_model_card
 from okapi_hf.cli import main
 from okapi_hf.data.build import build_dataset
 from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.eval.harness import write_report
+from okapi_hf.hub import publishing
+from okapi_hf.hub.cards import render_model_card
 from okapi_hf.testing import make_tiny_model
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
@@ -110,7 +110,7 @@ def env(monkeypatch, tmp_path):
 @pytest.fixture
 def api_class(monkeypatch):
     cls = create_autospec(HfApi)
-    monkeypatch.setattr(hub, "HfApi", cls)
+    monkeypatch.setattr(publishing, "HfApi", cls)  # where publish looks it up
     return cls
 
 
@@ -264,7 +264,7 @@ def test_placeholders_are_not_secrets_but_the_real_one_among_them_is(copy, api_c
 
 
 def test_a_secret_deep_in_a_large_text_file_and_across_a_chunk_boundary_is_found(copy, api_class, capsys):
-    from okapi_hf import scan
+    from okapi_hf.hub import scan
 
     space = copy("space")
     line = b"loss 0.123 step 42 lorem ipsum dolor sit amet, consectetur adipiscing\n"
@@ -286,7 +286,7 @@ def test_a_secret_deep_in_a_large_text_file_and_across_a_chunk_boundary_is_found
 
 def test_every_chunk_boundary_offset_is_covered(monkeypatch):
     """With tiny chunks, a token at every offset around the boundaries is found once, on its line."""
-    from okapi_hf import scan
+    from okapi_hf.hub import scan
 
     monkeypatch.setattr(scan, "CHUNK", 97)
     monkeypatch.setattr(scan, "CONTEXT", 16)

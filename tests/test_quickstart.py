@@ -1,4 +1,6 @@
 import json
+import sys
+import warnings
 
 import pytest
 from huggingface_hub import DatasetCard
@@ -7,15 +9,29 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from okapi_hf.cli import main
 from okapi_hf.data.sample import SAMPLE_LANGS
 from okapi_hf.errors import OkapiError
-from okapi_hf.quickstart import DEFAULT_MODEL, plan
+from okapi_hf.quickstart import DEFAULT_MODEL, _stage_output, plan
 
 
 @pytest.mark.slow
 def test_quickstart_tiny_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "qs"
     assert main(["quickstart", "--tiny", "--out", str(out), "--lang", "ru"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "quickstart done in" in printed
+    # quiet: the stages' names and the summary on the terminal, every log line in the log file
+    log = (out / "quickstart.log").read_text(encoding="utf-8")
+    for text in (printed, captured.err):
+        assert not [line for line in text.splitlines() if line.lstrip("\r").startswith("{'")], text[-2000:]
+    head = [line for line in printed.split("quickstart done in")[0].splitlines() if line.strip()]
+    assert len(head) == 11 and head[-1] == "[10/10] okapi eval"  # a first line, then one per stage
+    assert printed.rstrip().endswith(f"report: {out / 'quickstart.md'}")
+    assert f"log: {out / 'quickstart.log'}" in printed
+    assert "[10/10] okapi eval" in log and "### Response:\n" in log
+    assert "\x1b[" not in log and "\r" not in log  # progress bars stay on the terminal
+    # each training stage logs its steps' dicts to train.log in its folder
+    for stage, key in (("sft", "'loss'"), ("rm", "'loss'"), ("rl", "'objective/kl'")):
+        assert key in (out / "runs" / "pipeline" / stage / "train.log").read_text(encoding="utf-8")
     for stage in (
         "sample data",
         "build dataset",
@@ -34,7 +50,7 @@ def test_quickstart_tiny_runs_every_stage(tmp_path, capsys):
     for arch in ("bloom", "llama"):
         assert (out / "models" / f"tiny-{arch}" / "model.safetensors").is_file()
         AutoModelForCausalLM.from_pretrained(out / "models" / f"tiny-{arch}")
-    assert "### Response:\n" in printed
+    assert "### Response:\n" in log
     runs = out / "runs" / "pipeline"
     rm = runs / "rm"
     assert AutoModelForSequenceClassification.from_pretrained(rm).config.num_labels == 1
@@ -74,3 +90,23 @@ def test_quickstart_defaults_to_a_real_model_and_its_recipe():
 def test_quickstart_rejects_a_language_without_sample_text(tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path), "--lang", "de"]) == 1
     assert "sample data covers vi, ru, zh, ar, hi, bn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_stage_prints_to_the_log_and_shows_its_progress_bars(verbose, tmp_path, capsys):
+    with open(tmp_path / "quickstart.log", "w", encoding="utf-8") as log, _stage_output(log, verbose):
+        print({"loss": 1.5})
+        if not verbose:  # verbose leaves warnings as they are
+            warnings.warn("a library warning", UserWarning, stacklevel=1)
+        sys.stderr.write("\rtraining: 50%|#####     | 1/2")
+        sys.stderr.write("\n\x1b[A")
+        sys.stderr.write("\n")
+        print("a table", file=sys.stderr)
+    log = (tmp_path / "quickstart.log").read_text(encoding="utf-8")
+    out, err = capsys.readouterr()
+    assert "{'loss': 1.5}" in log
+    assert ("{'loss': 1.5}" in out) is verbose
+    assert "training: 50%" in err and "\rtraining" not in log and "\x1b[A" in err and "\x1b" not in log
+    if not verbose:
+        assert "a library warning" in log and "a table" in log
+        assert "a library warning" not in err and "a table" not in err and err.count("\n") == 2

@@ -406,7 +406,8 @@ def test_the_configured_pad_token_is_the_one_padded_with(tiny, tmp_path):
     # trl's RewardConfig.pad_token: the collator and the model must agree on it, and since it is eos here
     # the responses must not end with it, or the reward would be read at the wrong token.
     responses = ["Hà Nội.", "Thành phố Hồ Chí Minh là thành phố lớn nhất."]
-    trainer = _trainer(tiny["llama"], [_row("p", responses, instruction="Q")], tmp_path, pad_token=EOS)
+    with pytest.warns(FutureWarning, match="pad_token"):  # trl deprecates it; it works until trl 2
+        trainer = _trainer(tiny["llama"], [_row("p", responses, instruction="Q")], tmp_path, pad_token=EOS)
     eos = trainer.processing_class.eos_token_id
     assert trainer.model.config.pad_token_id == eos
     assert trainer.data_collator.pad_token_id == trainer.model.config.pad_token_id

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from okapi_hf.data.llm import LLMError
-from okapi_hf.data.prompts import load_prompt, prompt_names, render
-from okapi_hf.data.runner import (
+from okapi_hf.create.llm import LLMError
+from okapi_hf.create.prompts import load_prompt, prompt_names, render
+from okapi_hf.create.runner import (
     RowRejected,
     done_marker,
     merge_shards,

@@ -10,7 +10,7 @@ import gradio as gr
 import pytest
 import torch
 
-from live import ARTIFACTS, REPO, chromium, run_space
+from live import ARTIFACTS, REPO, ChromiumMissing, chromium, run_space
 from okapi_hf.chat import ChatPipeline, pipeline
 from okapi_hf.data.sample import SAMPLE_LANGS, sample_rows
 from okapi_hf.errors import ConfigError
@@ -340,3 +340,14 @@ def test_space_without_a_model_shows_what_to_set():
             assert "has no model configured" in page.locator("#chat-setup-message").inner_text()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "chat-unconfigured.png"))
+
+
+def test_a_missing_chromium_fails_and_names_the_fix(monkeypatch, tmp_path):
+    """The browser tests fail (never skip) without Chromium, saying what to install; nothing is launched."""
+    missing = tmp_path / "no-such-chromium"
+    monkeypatch.setenv("OKAPI_HF_CHROMIUM", str(missing))
+    with pytest.raises(ChromiumMissing) as failed, chromium():
+        pass
+    message = str(failed.value)
+    assert str(missing) in message
+    assert "apt-get install chromium" in message and "OKAPI_HF_CHROMIUM" in message

@@ -14,14 +14,11 @@ import yaml
 from datasets import Dataset
 from transformers import AutoModelForCausalLM
 
-from okapi_hf.data.backends import FunctionBackend
-from okapi_hf.data.build import build_dataset
-from okapi_hf.data.llm import ChatRequest, ChatResult, LLMClient
-from okapi_hf.data.load import load_dataset
-from okapi_hf.data.prompts import render
-from okapi_hf.data.runner import RowRejected, run_rows
-from okapi_hf.data.sample import write_sample_raw
-from okapi_hf.data.taco import (
+from okapi_hf.create.backends import FunctionBackend
+from okapi_hf.create.llm import ChatRequest, ChatResult, LLMClient
+from okapi_hf.create.prompts import render
+from okapi_hf.create.runner import RowRejected, run_rows
+from okapi_hf.create.taco import (
     extract_answer,
     make_taco,
     response_label,
@@ -31,6 +28,9 @@ from okapi_hf.data.taco import (
     taco_output,
     taco_record,
 )
+from okapi_hf.data.build import build_dataset
+from okapi_hf.data.load import load_dataset
+from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.errors import ConfigError, DataError, OkapiError, UnknownLanguageError
 from okapi_hf.models import load_model
 from okapi_hf.prompts import extract_response, format_prompt

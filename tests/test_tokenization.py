@@ -20,8 +20,8 @@ from transformers import (
 )
 
 from okapi_hf.chat import ChatPipeline
-from okapi_hf.data.backends import LocalBackend
-from okapi_hf.data.llm_types import ChatRequest
+from okapi_hf.create.backends import LocalBackend
+from okapi_hf.create.llm_types import ChatRequest
 from okapi_hf.prompts import encode, format_prompt
 from okapi_hf.testing import CHAT_TEMPLATE, make_tiny_model, train_tiny_tokenizer
 

@@ -13,6 +13,7 @@ from okapi_hf.data.build import build_dataset
 from okapi_hf.data.sample import write_sample_raw
 from okapi_hf.errors import OkapiError
 from okapi_hf.testing import make_tiny_model
+from okapi_hf.train import recipes
 from okapi_hf.train.pipeline import DEFAULT_RECIPES, run_stage, train_all
 from okapi_hf.train.recipes import RECIPES_DIR, recipe_file
 
@@ -116,7 +117,7 @@ def test_every_train_command_has_help(stage, capsys):
 
 def test_the_okapi_recipe_of_each_stage():
     assert recipe_file("sft", "okapi") == RECIPES_DIR / "sft" / "bloom-7b1.yaml"  # Okapi's main model
-    assert DEFAULT_RECIPES["sft"] == "bloom-7b1"
+    assert DEFAULT_RECIPES["sft"] == "bloom-7b1" and DEFAULT_RECIPES is recipes.DEFAULT_RECIPES  # one table
     for stage in ("rm", "rl", "dpo"):
         assert recipe_file(stage, "okapi") == RECIPES_DIR / stage / "okapi.yaml"
         assert recipe_file(stage, "tiny") == RECIPES_DIR / stage / "tiny.yaml"
@@ -138,3 +139,100 @@ def test_every_shipped_recipe_says_what_it_was_tuned_for():
     readme = (RECIPES_DIR / "README.md").read_text()
     for path in stage_recipes:
         assert f"`{path.stem}`" in readme, f"{path} is not in recipes/README.md"
+
+
+# -- what a stage shows on the terminal, and what it logs -------------------------------------------------
+
+LOG_DICT_KEYS = ("'loss':", "'grad_norm':", "'learning_rate':")
+
+
+def _sft_stage(env, runs, **kwargs):
+    overrides = ["max_train_samples=8", "max_steps=2", f"runs_dir={runs}"]
+    return run_stage(
+        "sft",
+        overrides,
+        recipe="tiny",
+        lang="vi",
+        model_name_or_path=str(env["model"]),
+        dataset_path=env["data"],
+        run="log",
+        **kwargs,
+    )
+
+
+def test_a_stage_shows_progress_and_a_summary_and_logs_the_rest_to_a_file(env, tmp_path, capfd):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = _sft_stage(env, tmp_path)
+    terminal = "".join(capfd.readouterr())
+    for key in LOG_DICT_KEYS:
+        assert key not in terminal, terminal
+    assert "okapi-hf train sft: 2 steps in " in terminal and "loss " in terminal
+    assert f"outputs in {folder}; full log in {folder / 'train.log'}" in terminal
+    assert "2/2 [" in terminal  # the progress bar stays
+
+    log = (folder / "train.log").read_text(encoding="utf-8")
+    assert "== okapi-hf train sft" in log
+    steps = [line for line in log.splitlines() if "okapi_hf.train.steps: step " in line]
+    assert len([line for line in steps if "'loss':" in line and "'grad_norm':" in line]) == 2
+    assert "INFO transformers." in log  # the libraries' info logging, kept off the terminal
+
+    # no warning of our making: none raised in okapi_hf, none about an option our recipes set
+    ours = [w for w in caught if "okapi_hf" in w.filename or "checkpointing" in str(w.message)]
+    assert not ours, [f"{w.filename}:{w.lineno}: {w.message}" for w in ours]
+
+
+def test_verbose_puts_the_log_dicts_on_the_terminal_and_appends_to_the_log(env, tmp_path, capfd):
+    folder = _sft_stage(env, tmp_path, verbose=True)
+    terminal = "".join(capfd.readouterr())
+    assert all(key in terminal for key in LOG_DICT_KEYS), terminal
+    assert "okapi-hf train sft: 2 steps" in terminal
+    _sft_stage(env, tmp_path)  # a second run into the same folder appends
+    log = (folder / "train.log").read_text(encoding="utf-8")
+    assert log.count("== okapi-hf train sft") == 2
+    assert "'loss':" not in "".join(capfd.readouterr())
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in RECIPES_DIR.glob("*/*.yaml") if p.parent.name != "accelerate"),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_no_shipped_recipe_sets_a_deprecated_option(path):
+    import warnings
+
+    from okapi_hf.train import run_rl
+    from okapi_hf.train.pipeline import STAGES
+    from okapi_hf.train.recipes import parse_stage_args
+
+    stage = path.parent.name
+    assert stage in STAGES
+    classes = {"sft": "okapi_hf.train.sft:OkapiSFTConfig", "rm": "okapi_hf.train.reward:RankedRewardConfig"}
+    classes["dpo"] = "okapi_hf.train.dpo:ListwiseDPOConfig"
+    if stage == "rl":
+        config_class = run_rl.config_class(run_rl._algorithm(path.stem, []))
+    else:
+        import importlib
+
+        module, name = classes[stage].split(":")
+        config_class = getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        parse_stage_args(stage, config_class, path.stem, ["bf16=false", "use_cpu=true"], lang="vi")
+
+
+def test_an_old_option_name_overrides_the_new_one_without_a_warning():
+    import warnings
+
+    from okapi_hf.train.recipes import parse_stage_args
+    from okapi_hf.train.sft import OkapiSFTConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        _, config, _ = parse_stage_args(
+            "sft", OkapiSFTConfig, "tiny", ["gradient_checkpointing=true"], lang="vi"
+        )
+    assert config.activation_checkpointing and config.gradient_checkpointing

@@ -8,11 +8,9 @@ stop strings, generation parameters per call and a seed, and LoRA adapters.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import numbers
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +19,23 @@ from typing import Any
 import torch
 
 from okapi_hf.errors import ConfigError, OkapiError
-from okapi_hf.prompts import encode, encode_batch, format_example, format_prompt
+from okapi_hf.generation import OKAPI_STOP_STRINGS as OKAPI_STOP_STRINGS  # re-exported: chat's public name
+from okapi_hf.generation import (
+    UnknownGenerationParameter,
+    decode_replies,
+    encode_inputs,
+    generate_ids,
+    generation_config,
+    has_chat_template,
+    stream_reply,
+)
+from okapi_hf.generation import visible_text as visible_text  # re-exported
+from okapi_hf.prompts import encode, format_example, format_prompt
 
 logger = logging.getLogger(__name__)
 
 # Okapi's chat settings (its chat script: sampling with nucleus 0.75 and top-k 40, 256 new tokens).
 OKAPI_GENERATION: dict[str, Any] = {"max_new_tokens": 256, "do_sample": True, "top_p": 0.75, "top_k": 40}
-# A model tuned on Okapi's template that keeps going starts a new section; the answer ends there.
-OKAPI_STOP_STRINGS = ("### Instruction:", "### Input:", "### Response:")
 ROLES = ("system", "user", "assistant")
 
 
@@ -116,7 +123,7 @@ class ChatPipeline:
     def uses_chat_template(self) -> bool:
         if self.template == "okapi":
             return False
-        has = getattr(self.tokenizer, "chat_template", None) is not None
+        has = has_chat_template(self.tokenizer)
         if self.template == "chat" and not has:
             raise ChatError(f"template='chat' but the tokenizer of {self.model.name_or_path!r} has none")
         return has
@@ -198,29 +205,25 @@ class ChatPipeline:
         seed: int | None,
         generation: dict[str, Any],
     ) -> list[str]:
-        config = self._generation_config(generation)
+        config = self._generation_config(generation, stops)
         seed = check_chat_options({"seed": seed}, spell=str).get("seed")
-        if stops:
-            config.stop_strings = list(stops)
-        if seed is not None:
+        if seed is not None:  # once for the whole run, not per batch
             torch.manual_seed(seed)
         replies = []
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"  # new tokens follow every prompt directly
         try:
             for start in range(0, len(prompts), batch_size):
-                batch = encode_batch(
+                batch = encode_inputs(
                     self.tokenizer,
                     prompts[start : start + batch_size],
                     templated=templated,
-                    return_tensors="pt",
+                    device=self.model.device,
                     padding=True,
-                ).to(self.model.device)
-                with torch.inference_mode():
-                    output = self.model.generate(**batch, generation_config=config, tokenizer=self.tokenizer)
-                new = output[:, batch["input_ids"].shape[1] :]
-                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-                replies += [visible_text(text, stops, final=True) for text in texts]
+                )
+                kwargs = {**batch, "generation_config": config, "tokenizer": self.tokenizer}
+                output = generate_ids(self.model, kwargs)
+                replies += decode_replies(self.tokenizer, output, batch["input_ids"].shape[1], stops)
         finally:
             self.tokenizer.padding_side = side
         return replies
@@ -301,110 +304,27 @@ class ChatPipeline:
         seed: int | None = None,
         **overrides: Any,
     ) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
-
-        inputs = encode_batch(self.tokenizer, [prompt], templated=templated, return_tensors="pt")
-        inputs = inputs.to(self.model.device)
+        inputs = encode_inputs(self.tokenizer, [prompt], templated=templated, device=self.model.device)
         n_prompt = inputs["input_ids"].shape[1]
         if n_prompt > self.max_input_tokens:
             raise ChatError(
                 f"the prompt is {n_prompt} tokens long; the limit is {self.max_input_tokens} (max_input_tokens)"
             )
-        config = self._generation_config(overrides)
+        config = self._generation_config(overrides, stops)
         seed = check_chat_options({"seed": seed}, spell=str).get("seed")
-        if stops:
-            config.stop_strings = list(stops)  # generate needs the tokenizer to find them in token ids
         kwargs = {**inputs, "generation_config": config, "tokenizer": self.tokenizer}
-        if not stream:
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                output = self.model.generate(**kwargs)
-            text = self.tokenizer.decode(output[0, n_prompt:], skip_special_tokens=True)
-            return iter([visible_text(text, stops, final=True)])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        return _stream(self.model, {**kwargs, "streamer": streamer}, streamer, stops, seed)
+        if stream:
+            return stream_reply(self.model, self.tokenizer, kwargs, stops, seed)
+        output = generate_ids(self.model, kwargs, seed=seed)
+        return iter(decode_replies(self.tokenizer, output, n_prompt, stops))
 
-    def _generation_config(self, overrides: dict[str, Any]) -> Any:
-        """The model's generation config with the pipeline's settings and this call's overrides on top.
-
-        Temperature 0 means greedy decoding (transformers refuses it with sampling on).
-        """
+    def _generation_config(self, overrides: dict[str, Any], stops: Sequence[str]) -> Any:
+        """The model's generation config with the pipeline's settings and this call's overrides on top."""
         settings = {**self.generation, **check_chat_options(overrides, spell=str)}
-        if settings.get("temperature") == 0:
-            settings["do_sample"] = False
-        if not settings.get("do_sample", True):  # greedy: sampling knobs would only raise warnings
-            settings = {k: v for k, v in settings.items() if k not in ("top_p", "top_k", "temperature")}
-        config = copy.deepcopy(self.model.generation_config)
-        unknown = config.update(**settings)
-        if unknown:
-            raise ChatError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
-        if config.pad_token_id is None:
-            config.pad_token_id = self.tokenizer.pad_token_id
-        return config
-
-
-def _stream(
-    model: Any, kwargs: dict[str, Any], streamer: Any, stops: Sequence[str], seed: int | None
-) -> Iterator[str]:
-    """Run ``generate`` in a thread and yield the new visible text as the streamer decodes it.
-
-    Closing the iterator early (a Stop button, a dropped connection) stops the generation thread too.
-    """
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    errors: list[BaseException] = []
-    cancelled = threading.Event()
-
-    class _Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
-
-    kwargs = {**kwargs, "stopping_criteria": StoppingCriteriaList([_Cancelled()])}
-
-    def run() -> None:
         try:
-            if seed is not None:  # seeded here, when generation starts, not when the iterator was made
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                model.generate(**kwargs)
-        except BaseException as e:  # re-raised in the caller's thread below
-            errors.append(e)
-            streamer.end()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    text, shown = "", ""
-    try:
-        for piece in streamer:
-            text += piece
-            visible = visible_text(text, stops, final=False)
-            if len(visible) > len(shown):
-                yield visible[len(shown) :]
-                shown = visible
-    finally:
-        cancelled.set()
-        thread.join()
-    if errors:
-        raise errors[0]
-    visible = visible_text(text, stops, final=True)
-    if len(visible) > len(shown):
-        yield visible[len(shown) :]
-
-
-def visible_text(text: str, stops: Sequence[str], *, final: bool) -> str:
-    """The reply as the user should see it: cut at the first stop string and stripped.
-
-    While streaming (``final=False``) a tail that could still grow into a stop string is held back, so
-    the text shown so far is always a prefix of the final reply.
-    """
-    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-    if cuts:
-        return text[: min(cuts)].strip()
-    if not final:
-        held = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-        text = text[: len(text) - held]
-    return text.strip()
+            return generation_config(self.model, self.tokenizer, settings, stops)
+        except UnknownGenerationParameter as e:
+            raise ChatError(str(e)) from None
 
 
 def okapi_conversation(messages: Sequence[dict[str, str]]) -> str:

@@ -7,16 +7,25 @@ reward-model score, language, exact answer) and a small Okapi ARC evaluation, wi
 and an honest note on what so short a run shows. ``tiny=True`` swaps in tiny random models and the
 ``tiny`` recipes: every stage in about a minute, nothing learned. Each stage is a function returning
 a one-line result; the runner times them and ends with a summary.
+
+The terminal shows each stage's name, progress bars and the summary; everything the stages print (training
+logs, tables, warnings) goes to ``<out>/quickstart.log`` (``verbose=True``: to the terminal as well).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from okapi_hf.errors import OkapiError
 from okapi_hf.fsutil import atomic_write_text
@@ -38,6 +47,7 @@ class Plan:
     eval_shots: int
     max_new_tokens: int
     results: dict[str, object] = field(default_factory=dict)
+    verbose: bool = False  # the stages' full output on the terminal too
 
 
 def plan(lang: str, model: str | None, tiny: bool) -> Plan:
@@ -50,9 +60,17 @@ def plan(lang: str, model: str | None, tiny: bool) -> Plan:
 
 
 def run_quickstart(
-    out: str | Path = "runs/quickstart", lang: str = "vi", model: str | None = None, *, tiny: bool = False
+    out: str | Path = "runs/quickstart",
+    lang: str = "vi",
+    model: str | None = None,
+    *,
+    tiny: bool = False,
+    verbose: bool = False,
 ) -> list[tuple[str, str, float]]:
-    """Run the stages into ``out`` and print a summary; returns (stage, result, seconds) rows."""
+    """Run the stages into ``out`` and print a summary; returns (stage, result, seconds) rows.
+
+    The stages' own output goes to ``out/quickstart.log``; ``verbose`` shows it on the terminal too.
+    """
     from okapi_hf.data.sample import SAMPLE_LANGS
 
     out = Path(out)
@@ -72,18 +90,100 @@ def run_quickstart(
         ("side by side", lambda: _compare(out, p)),
         ("okapi eval", lambda: _evaluate(out, p)),
     ]
+    p.verbose = verbose
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "quickstart.log"
     results = []
-    for i, (name, stage) in enumerate(stages, start=1):
-        print(f"\n[{i}/{len(stages)}] {name}", flush=True)
-        start = time.perf_counter()
-        results.append((name, stage(), time.perf_counter() - start))
+    what = "tiny random models" if tiny else p.model
+    print(f"okapi-hf quickstart: {what}, {lang}; the full log goes to {log_path}", flush=True)
+    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
+        for i, (name, stage) in enumerate(stages, start=1):
+            print(f"[{i}/{len(stages)}] {name}", flush=True)
+            print(f"\n[{i}/{len(stages)}] {name}", file=log, flush=True)
+            start = time.perf_counter()
+            with _stage_output(log, verbose):
+                result = stage()
+            results.append((name, result, time.perf_counter() - start))
+            print(f"{name}: {result}", file=log)
     report = _report(out, p, results)
     width = max(len(name) for name, _, _ in results)
     print(f"\nquickstart done in {sum(t for *_, t in results):.1f}s, outputs in {out}/")
     for name, result, seconds in results:
         print(f"  {name:<{width}}  {seconds:6.1f}s  {result}")
-    print(f"\n{p.results['side by side table']}\n\n{_honest_note(p)}\n\nreport: {report}")
+    print(f"\n{p.results['side by side table']}\n\n{_honest_note(p)}\n")
+    print(f"log: {log_path} (each training stage's in train.log in its folder)\nreport: {report}")
     return results
+
+
+class _BarsOnly(io.TextIOBase):
+    """stderr during a quiet stage: progress bars (``\\r``, cursor moves) to the terminal, the rest to the log."""
+
+    def __init__(self, terminal: IO[str], log: IO[str]) -> None:
+        super().__init__()
+        self.terminal, self.log, self.last = terminal, log, terminal
+
+    def write(self, text: str) -> int:
+        if text.strip("\n"):
+            self.last = self.terminal if "\r" in text or "\x1b[" in text else self.log
+        self.last.write(text)  # a lone newline ends whatever was written last
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.terminal, "encoding", None) or "utf-8"
+
+
+class _Tee(io.TextIOBase):
+    """stdout during a verbose stage: the terminal and the log."""
+
+    def __init__(self, *streams: IO[str]) -> None:
+        super().__init__()
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+@contextlib.contextmanager
+def _stage_output(log: IO[str], verbose: bool) -> Iterator[None]:
+    """What a stage prints goes to ``log``; quiet, the terminal keeps its progress bars only."""
+    if verbose:
+        with contextlib.redirect_stdout(_Tee(sys.stdout, log)):
+            yield
+        return
+
+    def to_log(message: Any, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+        log.write(warnings.formatwarning(message, category, filename, lineno))
+
+    err = _BarsOnly(sys.stderr, log)
+    # libraries' log handlers hold the stderr of their import time: point them at the log too
+    handlers = [
+        h
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for h in getattr(logger, "handlers", [])
+        if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.__stderr__)
+    ]
+    streams = [h.setStream(err) for h in handlers]
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(err):
+            warnings.showwarning = to_log
+            yield
+    finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
 
 
 def _sample(out: Path, p: Plan) -> str:
@@ -157,6 +257,7 @@ def _train(out: Path, p: Plan, stage: str) -> str:
         dataset_path=str(out / "okapi_hf"),
         runs_dir=str(out / "runs"),
         run="pipeline",
+        verbose=p.verbose,
     )
     history = json.loads((path / "trainer_state.json").read_text())["log_history"]
     key = "reward/score" if stage == "rl" else "loss"

@@ -32,7 +32,7 @@ TINY_ARCHS: tuple[str, ...] = ("bloom", "llama")
 # or reported unless asked. trl defaults to bf16 and gradient checkpointing, which only slow tiny runs.
 CPU_TRAINING_ARGS: dict[str, object] = {
     "bf16": False,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "use_cpu": True,
     "report_to": "none",
     "save_strategy": "no",

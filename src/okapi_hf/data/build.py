@@ -38,12 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from okapi_hf.cards import render_dataset_card
 from okapi_hf.data.download import MANIFEST_NAME, DiskFullError, is_disk_full, read_manifest
 from okapi_hf.data.raw import IngestReport, ingest_file, raw_path
 from okapi_hf.data.schema import SUBSETS, Subset, resolve_subsets
 from okapi_hf.errors import DataError
 from okapi_hf.fsutil import atomic_write_text, fsync_dir, fsync_tree, locked, remove_tree
+from okapi_hf.hub.cards import render_dataset_card
 from okapi_hf.languages import get_language, resolve_langs
 
 BUILD_INFO = "okapi_build.json"

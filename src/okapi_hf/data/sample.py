@@ -3,8 +3,8 @@
 Tests, the quickstart and the benchmarks need raw files in the exact layout of the original release
 (``<raw_dir>/<release_folder>/<lang>.json``) without downloading the release. The rows here are
 real tasks with checkable answers (arithmetic, comparisons, list operations, capital cities),
-written in each language from one compact phrase table, so that tiny models have something to
-learn: SFT outputs are correct, and every ranking instruction has four responses whose quality
+written in each language from one compact phrase table (``sample_phrases.json``, beside this file),
+so that tiny models have something to learn: SFT outputs are correct, and every ranking instruction has four responses whose quality
 order is unambiguous (complete > terse > wrong > unhelpful).
 
 Number ranges are wide enough for 52K SFT rows or 42K ranking instructions per language without
@@ -65,263 +65,30 @@ class _Phrases:
 
 
 def _nfc(value: object) -> object:
-    """NFC-normalise strings inside nested tuples: hand-typed Indic nuktas are not always NFC."""
+    """NFC-normalise strings inside nested lists: hand-typed Indic nuktas are not always NFC.
+
+    Lists become tuples, so a phrase table is immutable like the dataclass holding it.
+    """
     if isinstance(value, str):
         return unicodedata.normalize("NFC", value)
-    if isinstance(value, tuple):
+    if isinstance(value, (list, tuple)):
         return tuple(_nfc(v) for v in value)
     return value
 
 
-def _phrases(**text: object) -> _Phrases:
-    """A phrase table; a missing or misspelled field fails at import, not halfway through a run."""
-    return _Phrases(**{name: _nfc(value) for name, value in text.items()})  # type: ignore[arg-type]
+def _load_phrases(path: Path) -> dict[str, _Phrases]:
+    """The phrase tables, one per language, from a JSON file: text is data, the tasks below hold the logic.
+
+    A missing or misspelled field fails at import, not halfway through a run.
+    """
+    tables = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        lang: _Phrases(**{name: _nfc(value) for name, value in text.items()})  # type: ignore[arg-type]
+        for lang, text in tables.items()
+    }
 
 
-_PHRASES: dict[str, _Phrases] = {
-    "vi": _phrases(
-        sum_q="Tổng của {a} và {b} là bao nhiêu?",
-        sum_a="Tổng của {a} và {b} là {c}.",
-        product_q="Tích của {a} và {b} là bao nhiêu?",
-        product_a="Tích của {a} và {b} là {c}.",
-        compare_q="Số nào lớn hơn: {a} hay {b}?",
-        compare_a="Số {big} lớn hơn số {small}.",
-        parity_q="Số {n} là số chẵn hay số lẻ?",
-        even_a="Số {n} là số chẵn.",
-        odd_a="Số {n} là số lẻ.",
-        even="chẵn",
-        odd="lẻ",
-        capital_q="Thủ đô của {country} là thành phố nào?",
-        capital_a="Thủ đô của {country} là {city}.",
-        countries=(
-            ("Pháp", "Paris"),
-            ("Nhật Bản", "Tokyo"),
-            ("Ai Cập", "Cairo"),
-            ("Brazil", "Brasília"),
-            ("Canada", "Ottawa"),
-            ("Đức", "Berlin"),
-            ("Ấn Độ", "New Delhi"),
-            ("Úc", "Canberra"),
-        ),
-        sort_q="Hãy sắp xếp các số sau theo thứ tự tăng dần.",
-        sort_a="Các số theo thứ tự tăng dần là: {items}.",
-        reverse_q="Hãy viết các mục trong danh sách sau theo thứ tự ngược lại.",
-        reverse_a="Danh sách theo thứ tự ngược lại là: {items}.",
-        count_q="Danh sách sau có bao nhiêu mục?",
-        count_a="Danh sách có {n} mục.",
-        max_q="Hãy tìm số lớn nhất trong danh sách sau.",
-        max_a="Số lớn nhất trong danh sách là {m}.",
-        words=(
-            "táo",
-            "chuối",
-            "mèo",
-            "chó",
-            "sông",
-            "núi",
-            "sách",
-            "bàn",
-            "đèn",
-            "ngôi sao",
-            "đám mây",
-            "cây cầu",
-        ),
-        sep=", ",
-        unhelpful=("Tôi không biết.", "Xin lỗi, tôi không thể trả lời câu hỏi này."),
-    ),
-    "ru": _phrases(
-        sum_q="Чему равна сумма чисел {a} и {b}?",
-        sum_a="Сумма чисел {a} и {b} равна {c}.",
-        product_q="Чему равно произведение чисел {a} и {b}?",
-        product_a="Произведение чисел {a} и {b} равно {c}.",
-        compare_q="Какое число больше: {a} или {b}?",
-        compare_a="Число {big} больше, чем {small}.",
-        parity_q="Является ли число {n} чётным или нечётным?",
-        even_a="Число {n} чётное.",
-        odd_a="Число {n} нечётное.",
-        even="чётное",
-        odd="нечётное",
-        capital_q="Какой город является столицей {country}?",
-        capital_a="Столица {country} — {city}.",
-        countries=(  # genitive case, as both templates need it
-            ("Франции", "Париж"),
-            ("Японии", "Токио"),
-            ("Египта", "Каир"),
-            ("Бразилии", "Бразилиа"),
-            ("Канады", "Оттава"),
-            ("Германии", "Берлин"),
-            ("Индии", "Нью-Дели"),
-            ("Австралии", "Канберра"),
-        ),
-        sort_q="Расположите следующие числа в порядке возрастания.",
-        sort_a="Числа в порядке возрастания: {items}.",
-        reverse_q="Запишите элементы следующего списка в обратном порядке.",
-        reverse_a="Список в обратном порядке: {items}.",
-        count_q="Сколько элементов в следующем списке?",
-        count_a="Количество элементов в списке: {n}.",  # avoids numeral agreement (1 / 2-4 / 5+)
-        max_q="Найдите наибольшее число в следующем списке.",
-        max_a="Наибольшее число в списке — {m}.",
-        words=(
-            "яблоко",
-            "банан",
-            "кошка",
-            "собака",
-            "река",
-            "гора",
-            "книга",
-            "стол",
-            "лампа",
-            "звезда",
-            "облако",
-            "мост",
-        ),
-        sep=", ",
-        unhelpful=("Я не знаю.", "Извините, я не могу ответить на этот вопрос."),
-    ),
-    "zh": _phrases(
-        sum_q="{a}与{b}的和是多少？",
-        sum_a="{a}与{b}的和是{c}。",
-        product_q="{a}乘以{b}等于多少？",
-        product_a="{a}乘以{b}等于{c}。",
-        compare_q="{a}和{b}哪个数更大？",
-        compare_a="{big}比{small}大。",
-        parity_q="{n}是奇数还是偶数？",
-        even_a="{n}是偶数。",
-        odd_a="{n}是奇数。",
-        even="偶数",
-        odd="奇数",
-        capital_q="{country}的首都是哪座城市？",
-        capital_a="{country}的首都是{city}。",
-        countries=(
-            ("法国", "巴黎"),
-            ("日本", "东京"),
-            ("埃及", "开罗"),
-            ("巴西", "巴西利亚"),
-            ("加拿大", "渥太华"),
-            ("德国", "柏林"),
-            ("印度", "新德里"),
-            ("澳大利亚", "堪培拉"),
-        ),
-        sort_q="请将下列数字按从小到大的顺序排列。",
-        sort_a="按从小到大排列的结果是：{items}。",
-        reverse_q="请将下列列表中的项目按相反的顺序写出来。",
-        reverse_a="倒序排列后的列表是：{items}。",
-        count_q="下面的列表中有多少个项目？",
-        count_a="这个列表中共有{n}个项目。",
-        max_q="请找出下列数字中最大的一个。",
-        max_a="这些数字中最大的是{m}。",
-        words=("苹果", "香蕉", "猫", "狗", "河流", "山", "书", "桌子", "灯", "星星", "云", "桥"),
-        sep="、",
-        unhelpful=("我不知道。", "抱歉，我无法回答这个问题。"),
-    ),
-    "ar": _phrases(
-        sum_q="ما مجموع العددين {a} و{b}؟",
-        sum_a="مجموع العددين {a} و{b} هو {c}.",
-        product_q="ما حاصل ضرب {a} في {b}؟",
-        product_a="حاصل ضرب {a} في {b} هو {c}.",
-        compare_q="أيّ العددين أكبر: {a} أم {b}؟",
-        compare_a="العدد {big} أكبر من العدد {small}.",
-        parity_q="هل العدد {n} زوجي أم فردي؟",
-        even_a="العدد {n} زوجي.",
-        odd_a="العدد {n} فردي.",
-        even="زوجي",
-        odd="فردي",
-        capital_q="ما عاصمة {country}؟",
-        capital_a="عاصمة {country} هي {city}.",
-        countries=(
-            ("فرنسا", "باريس"),
-            ("اليابان", "طوكيو"),
-            ("مصر", "القاهرة"),
-            ("البرازيل", "برازيليا"),
-            ("كندا", "أوتاوا"),
-            ("ألمانيا", "برلين"),
-            ("الهند", "نيودلهي"),
-            ("أستراليا", "كانبرا"),
-        ),
-        sort_q="رتّب الأعداد التالية ترتيبًا تصاعديًا.",
-        sort_a="الأعداد مرتبة تصاعديًا: {items}.",
-        reverse_q="اكتب عناصر القائمة التالية بترتيب معكوس.",
-        reverse_a="القائمة بترتيب معكوس: {items}.",
-        count_q="كم عدد العناصر في القائمة التالية؟",
-        count_a="عدد العناصر في القائمة: {n}.",
-        max_q="ما أكبر عدد في القائمة التالية؟",
-        max_a="أكبر عدد في القائمة هو {m}.",
-        words=("تفاحة", "موزة", "قطة", "كلب", "نهر", "جبل", "كتاب", "طاولة", "مصباح", "نجمة", "سحابة", "جسر"),
-        sep="، ",
-        unhelpful=("لا أعرف.", "عذرًا، لا أستطيع الإجابة عن هذا السؤال."),
-    ),
-    "hi": _phrases(
-        sum_q="{a} और {b} का योग कितना है?",
-        sum_a="{a} और {b} का योग {c} है।",
-        product_q="{a} और {b} का गुणनफल कितना है?",
-        product_a="{a} और {b} का गुणनफल {c} है।",
-        compare_q="{a} और {b} में से कौन-सी संख्या बड़ी है?",
-        compare_a="संख्या {big}, संख्या {small} से बड़ी है।",
-        parity_q="{n} सम संख्या है या विषम संख्या?",
-        even_a="{n} एक सम संख्या है।",
-        odd_a="{n} एक विषम संख्या है।",
-        even="सम",
-        odd="विषम",
-        capital_q="{country} की राजधानी कौन-सा शहर है?",
-        capital_a="{country} की राजधानी {city} है।",
-        countries=(
-            ("फ़्रांस", "पेरिस"),
-            ("जापान", "टोक्यो"),
-            ("मिस्र", "काहिरा"),
-            ("ब्राज़ील", "ब्रासीलिया"),
-            ("कनाडा", "ओटावा"),
-            ("जर्मनी", "बर्लिन"),
-            ("भारत", "नई दिल्ली"),
-            ("ऑस्ट्रेलिया", "कैनबरा"),
-        ),
-        sort_q="निम्नलिखित संख्याओं को आरोही क्रम में लिखिए।",
-        sort_a="आरोही क्रम में संख्याएँ: {items}।",
-        reverse_q="निम्नलिखित सूची की वस्तुओं को उलटे क्रम में लिखिए।",
-        reverse_a="उलटे क्रम में सूची: {items}।",
-        count_q="निम्नलिखित सूची में कितनी वस्तुएँ हैं?",
-        count_a="सूची में वस्तुओं की संख्या: {n}।",
-        max_q="निम्नलिखित सूची में सबसे बड़ी संख्या कौन-सी है?",
-        max_a="सूची में सबसे बड़ी संख्या {m} है।",
-        words=("सेब", "केला", "बिल्ली", "कुत्ता", "नदी", "पहाड़", "किताब", "मेज़", "दीपक", "तारा", "बादल", "पुल"),
-        sep=", ",
-        unhelpful=("मुझे नहीं पता।", "क्षमा करें, मैं इस प्रश्न का उत्तर नहीं दे सकता।"),
-    ),
-    "bn": _phrases(
-        sum_q="{a} এবং {b}-এর যোগফল কত?",
-        sum_a="{a} এবং {b}-এর যোগফল {c}।",
-        product_q="{a} এবং {b}-এর গুণফল কত?",
-        product_a="{a} এবং {b}-এর গুণফল {c}।",
-        compare_q="{a} এবং {b}-এর মধ্যে কোন সংখ্যাটি বড়?",
-        compare_a="{big} সংখ্যাটি {small}-এর চেয়ে বড়।",
-        parity_q="{n} কি জোড় সংখ্যা, নাকি বিজোড় সংখ্যা?",
-        even_a="{n} একটি জোড় সংখ্যা।",
-        odd_a="{n} একটি বিজোড় সংখ্যা।",
-        even="জোড়",
-        odd="বিজোড়",
-        capital_q="{country} রাজধানী কোন শহর?",
-        capital_a="{country} রাজধানী {city}।",
-        countries=(  # genitive (-এর / -র), as both templates need it
-            ("ফ্রান্সের", "প্যারিস"),
-            ("জাপানের", "টোকিও"),
-            ("মিশরের", "কায়রো"),
-            ("ব্রাজিলের", "ব্রাসিলিয়া"),
-            ("কানাডার", "অটোয়া"),
-            ("জার্মানির", "বার্লিন"),
-            ("ভারতের", "নয়াদিল্লি"),
-            ("অস্ট্রেলিয়ার", "ক্যানবেরা"),
-        ),
-        sort_q="নিচের সংখ্যাগুলো ছোট থেকে বড় ক্রমে সাজান।",
-        sort_a="ছোট থেকে বড় ক্রমে সংখ্যাগুলো: {items}।",
-        reverse_q="নিচের তালিকার জিনিসগুলো উল্টো ক্রমে লিখুন।",
-        reverse_a="উল্টো ক্রমে তালিকাটি: {items}।",
-        count_q="নিচের তালিকায় কয়টি জিনিস আছে?",
-        count_a="তালিকায় জিনিসের সংখ্যা: {n}।",
-        max_q="নিচের তালিকার সবচেয়ে বড় সংখ্যা কোনটি?",
-        max_a="তালিকার সবচেয়ে বড় সংখ্যা হলো {m}।",
-        words=("আপেল", "কলা", "বিড়াল", "কুকুর", "নদী", "পাহাড়", "বই", "টেবিল", "প্রদীপ", "তারা", "মেঘ", "সেতু"),
-        sep=", ",
-        unhelpful=("আমি জানি না।", "দুঃখিত, আমি এই প্রশ্নের উত্তর দিতে পারছি না।"),
-    ),
-}
+_PHRASES: dict[str, _Phrases] = _load_phrases(Path(__file__).with_name("sample_phrases.json"))
 
 
 @dataclass(frozen=True)

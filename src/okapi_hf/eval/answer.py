@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from okapi_hf.data.runner import append_row, read_done, run_rows
+from okapi_hf.create.runner import append_row, read_done, run_rows
 from okapi_hf.errors import DataError
 from okapi_hf.languages import resolve_langs
 
@@ -24,11 +24,15 @@ BENCHMARKS = ("vicuna",)
 DEFAULT_GENERATION: dict[str, Any] = {"do_sample": False, "max_new_tokens": 512}
 
 
-def load_questions(folder: str | Path, langs: str | list[str]) -> list[dict[str, Any]]:
-    """Every question of ``langs`` from ``folder``; a malformed row is an error naming file, line and field."""
+def load_questions(
+    folder: str | Path, langs: str | list[str], limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Every question of ``langs`` from ``folder`` (the first ``limit`` of each language, for a smoke run);
+    a malformed row is an error naming file, line and field."""
     folder = Path(folder)
     questions = []
     for lang in resolve_langs(langs):
+        start = len(questions)
         path = folder / f"{lang}.jsonl"
         if not path.is_file():
             have = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl"))) or "none"
@@ -42,6 +46,8 @@ def load_questions(folder: str | Path, langs: str | list[str]) -> list[dict[str,
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}, line {number}: not JSON ({e.msg})") from None
             questions.append(_check_question(row, path, number, lang))
+        if limit is not None:
+            del questions[start + limit :]
     seen: set[str] = set()
     for question in questions:
         if question["id"] in seen:
@@ -131,9 +137,9 @@ def answer_with_endpoint(
     progress: bool = True,
 ) -> int:
     """Answer through an OpenAI-compatible endpoint (or any backend spec); return the number of new rows."""
-    from okapi_hf.data.backends import public_spec
-    from okapi_hf.data.create import make_client
-    from okapi_hf.data.llm import ChatRequest, LLMClient
+    from okapi_hf.create.backends import public_spec
+    from okapi_hf.create.llm import ChatRequest, LLMClient
+    from okapi_hf.create.steps import make_client
 
     written = 0
     for lang, todo in _todo_by_lang(questions, out).items():

@@ -72,7 +72,7 @@ def run_eval(
         raise OkapiError(f"shots={shots!r}; expected one of: {', '.join(SHOT_MODES)}")
     check_options(model, model_args, output, limit=limit, batch_size=batch_size, device=device)
     tasks = select_tasks(langs, benchmarks)
-    model_name = model_name or model_args
+    model_name = model_name or pretrained_of(model_args) or model_args
     model_args = no_bos_by_default(model, resolve_model_args(model_args))
     if model == "okapi-hf":
         import okapi_hf.eval.scorer  # noqa: F401 (registers the model with lm-eval)
@@ -119,10 +119,15 @@ def _evaluate(
     except TypeError as e:  # a model argument the model class does not take
         if "unexpected keyword argument" not in str(e):
             raise
-        raise OkapiError(f"--model_args {model_args}: {e}") from None
+        raise OkapiError(f"--model-args {model_args}: {e}") from None
     if results is None:  # lm-eval returns None on non-zero ranks of a distributed run
         return {}
-    results["okapi_hf"] = {"task_index_seconds": index_seconds, "tasks": tasks, "shots": shots}
+    results["okapi_hf"] = {
+        "task_index_seconds": index_seconds,
+        "tasks": tasks,
+        "shots": shots,
+        "model_name": model_name,
+    }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
@@ -149,24 +154,24 @@ def check_options(
     from lm_eval.api.registry import MODEL_REGISTRY
 
     if model != "okapi-hf" and model not in MODEL_REGISTRY:
-        raise OkapiError(f"--model {model}: not an lm-eval model backend (e.g. okapi-hf, hf, vllm)")
+        raise OkapiError(f"--backend {model}: not an lm-eval model backend (e.g. okapi-hf, hf, vllm)")
     parts = [p for p in model_args.split(",") if p.strip()]
     bad = [p for p in parts if "=" not in p or not p.split("=", 1)[0].strip()]
     if bad or not parts:
-        raise OkapiError(f"--model_args {model_args!r}: expected key=value pairs, e.g. pretrained=PATH")
+        raise OkapiError(f"--model-args {model_args!r}: expected key=value pairs, e.g. dtype=float32")
     if model in ("hf", "okapi-hf") and not any(p.startswith("pretrained=") for p in parts):
-        raise OkapiError(f"--model_args {model_args!r}: name the model with pretrained=PATH (or a Hub id)")
+        raise OkapiError(f"--model-args {model_args!r}: name the model with --model PATH (or a Hub id)")
     if limit is not None and (not math.isfinite(limit) or limit <= 0):
         raise OkapiError(
             f"--limit {limit}: expected a number of documents >= 1, or a fraction between 0 and 1"
         )
     size = str(batch_size)
     if not (re.fullmatch(r"auto(:\d+)?", size) or (size.isdigit() and int(size) >= 1)):
-        raise OkapiError(f"--batch_size {batch_size}: expected a whole number of 1 or more, or auto")
+        raise OkapiError(f"--batch-size {batch_size}: expected a whole number of 1 or more, or auto")
     if device is not None:
         _check_device(device)
     if Path(output).exists() and not Path(output).is_dir():
-        raise OkapiError(f"--output {output} is a file; give a folder for the results")
+        raise OkapiError(f"--out {output} is a file; give a folder for the results")
 
 
 def _check_device(device: str) -> None:
@@ -201,6 +206,12 @@ def no_bos_by_default(model: str, model_args: str) -> str:
     if model in ("hf", "okapi-hf") and "add_bos_token=" not in model_args:
         return ",".join([p for p in model_args.split(",") if p.strip()] + ["add_bos_token=False"])
     return model_args
+
+
+def pretrained_of(model_args: str) -> str | None:
+    """The ``pretrained=`` value of lm-eval's model args as given, or None: what a run is named after."""
+    values = dict(p.split("=", 1) for p in model_args.split(",") if "=" in p)
+    return values.get("pretrained", "").strip() or None
 
 
 def resolve_model_args(model_args: str) -> str:
@@ -238,14 +249,17 @@ def resolve_pretrained(pretrained: str, peft: str | None = None) -> tuple[str, s
 
 
 def write_report(results: dict[str, Any], out: Path, model_name: str) -> None:
-    """The human-facing files, from lm-eval's results dictionary."""
+    """The human-facing files, from lm-eval's results dictionary; ``model_name`` heads them and names the model-index.
+
+    The leaderboard Space (and ``publish --eval-results``) read the name from ``model_index.yaml``.
+    """
     scores = collect_scores(results)
     if not scores:
         raise OkapiError(f"no okapi_* task scores in the results; nothing to report in {out}")
     details = task_details(results)
     present = [m for m in METRICS if any(m in v for v in scores.values())]
     table = "\n\n".join([*(markdown_table(scores, m, details) for m in present), documents_table(details)])
-    atomic_write_text(out / "results.md", table)
+    atomic_write_text(out / "results.md", f"Model: `{model_name}`\n\n{table}")
     plot(scores, out / "results.png")
     atomic_write_text(
         out / "model_index.yaml",

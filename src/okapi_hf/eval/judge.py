@@ -13,7 +13,7 @@ answer, the way MT-bench does. Two things make that trustworthy rather than mere
 Judge prompts are Jinja files in :mod:`okapi_hf.eval.prompts` (``judge_system``, ``judge_single``,
 ``judge_single_reference``, ``judge_pairwise``, ``judge_pairwise_reference``); a folder passed as
 ``prompts_dir`` overrides any of them. Math and coding questions are checked against a reference
-answer when one is given. Judging runs through :func:`okapi_hf.data.runner.run_rows`, so it is
+answer when one is given. Judging runs through :func:`okapi_hf.create.runner.run_rows`, so it is
 resumable, and through the LLM client's cache, so no judgement is paid for twice.
 """
 
@@ -25,13 +25,16 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
-from okapi_hf.data.llm import ChatRequest
-from okapi_hf.data.prompts import render
+from okapi_hf.create.llm import ChatRequest
+from okapi_hf.create.prompts import render
 from okapi_hf.errors import ConfigError, DataError, UnknownLanguageError
 from okapi_hf.languages import get_language
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 PROMPTS_PACKAGE = "okapi_hf.eval.prompts"
 MODES: tuple[str, ...] = ("single", "pairwise")
@@ -208,41 +211,58 @@ def _check_dialogue(turns: Sequence[str], answers: Sequence[str], what: str) -> 
         raise DataError(f"{what}: 'answers' must hold one answer text per turn ({len(turns)})")
 
 
-def _request(name: str, prompts_dir: str | Path | None, max_tokens: int, **fields: Any) -> ChatRequest:
+class _JudgeAskRequired(TypedDict):
+    lang: str  # the language the answers should be in (a registry code)
+    category: str | None  # the question's category; math and coding use the reference
+
+
+class JudgeAsk(_JudgeAskRequired, total=False):
+    """How the judge is asked, the same for single and pairwise requests (the keywords of both)."""
+
+    reference: str | None  # a reference answer, used for REFERENCE_CATEGORIES only
+    prompts_dir: str | Path | None  # a folder whose templates override the packaged ones
+    max_tokens: int  # the judge's reply budget (DEFAULT_MAX_TOKENS)
+
+
+def _request(template: str, ask: JudgeAsk, what: str, **fields: Any) -> ChatRequest:
+    """The judge's chat request from ``template``, or from its ``_reference`` variant when the question
+    is checked against a reference; every template gets the language and category besides ``fields``."""
+    allowed = JudgeAsk.__required_keys__ | JudgeAsk.__optional_keys__
+    missing, unknown = JudgeAsk.__required_keys__ - set(ask), set(ask) - allowed
+    if missing or unknown:  # what Python says for a wrong keyword of an explicit signature
+        problem = f"missing keyword {sorted(missing)}" if missing else f"unexpected keyword {sorted(unknown)}"
+        raise TypeError(f"{what}() got a {problem}; expected {', '.join(sorted(allowed))}")
+    reference, prompts_dir = ask.get("reference"), ask.get("prompts_dir")
+    with_reference = _use_reference(ask["category"], reference)
+    name = f"{template}_reference" if with_reference else template
+    fields = {"language": language_name(ask["lang"]), "category": ask["category"] or "", **fields}
+    if with_reference:
+        fields["reference"] = reference
     messages = [
         {"role": "system", "content": render("judge_system", prompts_dir, package=PROMPTS_PACKAGE)},
         {"role": "user", "content": render(name, prompts_dir, package=PROMPTS_PACKAGE, **fields)},
     ]
-    return ChatRequest.chat(messages, temperature=0.0, max_tokens=max_tokens)
+    return ChatRequest.chat(messages, temperature=0.0, max_tokens=ask.get("max_tokens", DEFAULT_MAX_TOKENS))
 
 
 def judge_single_request(
-    question_turns: Sequence[str],
-    answers: Sequence[str],
-    *,
-    lang: str,
-    category: str | None,
-    reference: str | None = None,
-    prompts_dir: str | Path | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    question_turns: Sequence[str], answers: Sequence[str], **ask: Unpack[JudgeAsk]
 ) -> ChatRequest:
     """The request grading the answer to the last turn (earlier turns shown as context).
 
-    The reference answer is used for math and coding questions only (``judge_single_reference``);
-    elsewhere there is no single right answer to compare with, so it is left out.
+    ``ask`` (:class:`JudgeAsk`): ``lang`` and ``category``, optionally ``reference``, ``prompts_dir``
+    and ``max_tokens``. The reference answer is used for math and coding questions only
+    (``judge_single_reference``); elsewhere there is no single right answer to compare with, so it is
+    left out.
     """
     _check_dialogue(question_turns, answers, "judge_single_request")
-    with_reference = _use_reference(category, reference)
     return _request(
-        "judge_single_reference" if with_reference else "judge_single",
-        prompts_dir,
-        max_tokens,
-        language=language_name(lang),
-        category=category or "",
+        "judge_single",
+        ask,
+        "judge_single_request",
         history=_history(question_turns, answers),
         question=question_turns[-1],
         answer=answers[-1],
-        **({"reference": reference} if with_reference else {}),
     )
 
 
@@ -250,29 +270,23 @@ def judge_pairwise_request(
     question_turns: Sequence[str],
     answers_a: Sequence[str],
     answers_b: Sequence[str],
-    *,
-    lang: str,
-    category: str | None,
-    reference: str | None = None,
-    prompts_dir: str | Path | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
+    **ask: Unpack[JudgeAsk],
 ) -> ChatRequest:
-    """The request comparing answer A with answer B to the last turn (one order; see :func:`make_judge`)."""
+    """The request comparing answer A with answer B to the last turn (one order; see :func:`make_judge`).
+
+    ``ask`` as for :func:`judge_single_request`.
+    """
     _check_dialogue(question_turns, answers_a, "judge_pairwise_request (A)")
     _check_dialogue(question_turns, answers_b, "judge_pairwise_request (B)")
-    with_reference = _use_reference(category, reference)
     return _request(
-        "judge_pairwise_reference" if with_reference else "judge_pairwise",
-        prompts_dir,
-        max_tokens,
-        language=language_name(lang),
-        category=category or "",
+        "judge_pairwise",
+        ask,
+        "judge_pairwise_request",
         question=question_turns[-1],
         history_a=_history(question_turns, answers_a),
         history_b=_history(question_turns, answers_b),
         answer_a=answers_a[-1],
         answer_b=answers_b[-1],
-        **({"reference": reference} if with_reference else {}),
     )
 
 
@@ -328,7 +342,7 @@ def make_judge(
     ``parsed``. Pairwise rows also carry ``baseline``, ``order_verdicts`` (the model's result with
     its answer shown first, then second) and ``judge_text`` as the two texts in that order.
 
-    A judgement the parser cannot read is *not* a :class:`~okapi_hf.data.runner.RowRejected`: the row
+    A judgement the parser cannot read is *not* a :class:`~okapi_hf.create.runner.RowRejected`: the row
     is written with ``rating``/``verdict`` None and ``parsed`` False, so every question stays in the
     output and the report can count parse failures per language and category. ``references`` maps a
     row id or question id to a reference answer (a string, or one per turn); ``baseline`` maps row
@@ -355,7 +369,7 @@ def make_judge(
             "turn": len(turns) - 1,
             "reference_used": _use_reference(row.get("category"), reference),
         }
-        ask = {"lang": row["lang"], "category": row.get("category"), "reference": reference}
+        ask: JudgeAsk = {"lang": row["lang"], "category": row.get("category"), "reference": reference}
         ask.update(prompts_dir=prompts_dir, max_tokens=max_tokens)
         if mode == "single":
             result = await client.complete(judge_single_request(turns, answers, **ask))
@@ -418,7 +432,7 @@ def judge_spec(endpoint: str | None, model: str) -> str:
     No endpoint means OpenAI (or ``OPENAI_BASE_URL``). A URL without a path gets ``/v1``, where
     OpenAI-compatible servers (vLLM, TGI, ``transformers serve``) answer.
     """
-    from okapi_hf.data.backends import parse_base_url
+    from okapi_hf.create.backends import parse_base_url
 
     if not model or not model.strip():
         raise ConfigError("--judge-model is required: the judge model's name at the endpoint")
@@ -458,7 +472,7 @@ def load_references(path: str | Path) -> dict[str, Any]:
 
 
 def _read_answers(path: str | Path, what: str) -> list[dict[str, Any]]:
-    from okapi_hf.data.runner import read_rows
+    from okapi_hf.create.runner import read_rows
 
     rows = read_rows(path)
     for number, row in enumerate(rows, start=1):
@@ -489,9 +503,9 @@ def judge_answers(
     a baseline row with the same id and questions, before any request is sent. The report's notes
     say how many judgements in the whole output could not be parsed, by language and category.
     """
-    from okapi_hf.data.backends import make_backend
-    from okapi_hf.data.create import check_cache_path, check_concurrency, make_client, parse_price
-    from okapi_hf.data.runner import check_outcome, read_done, run_rows
+    from okapi_hf.create.backends import make_backend
+    from okapi_hf.create.runner import check_outcome, read_done, run_rows
+    from okapi_hf.create.steps import check_cache_path, check_concurrency, make_client, parse_price
 
     if mode not in MODES:
         raise ConfigError(f"judge mode {mode!r} unknown; expected one of {', '.join(MODES)}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from okapi_hf.data.runner import output_files, read_done
+from okapi_hf.create.runner import output_files, read_done
 from okapi_hf.errors import DataError
 from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.languages import get_language

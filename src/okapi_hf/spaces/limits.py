@@ -65,6 +65,6 @@ def redact_credentials(text: str) -> str:
 
     For whatever a Space shows or logs that might hold a URL its owner configured.
     """
-    from okapi_hf.data.llm_types import redact
+    from okapi_hf.create.llm_types import redact
 
     return redact(text)

@@ -19,47 +19,36 @@ once through the policy and once through the reference, never once per pair.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import is_peft_model
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
-from transformers.data.data_collator import DataCollatorMixin
 from trl.models import prepare_deepspeed, prepare_fsdp
-from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.base_config import _BaseConfig
 from trl.trainer.base_trainer import _BaseTrainer
 from trl.trainer.utils import (
     add_fused_lm_head,
     create_model_from_path,
     disable_dropout_in_model,
-    pad,
     use_adapter,
 )
 
-from okapi_hf.errors import ConfigError, DataError, OkapiError
-from okapi_hf.fsutil import atomic_write_text
+from okapi_hf.errors import ConfigError, OkapiError
 from okapi_hf.metrics.ranking import RankingCounts
-from okapi_hf.prompts import encode, format_prompt, to_messages
-from okapi_hf.train.reward import (
-    RankingDataReport,
-    _report,
-    _RowTokenizer,
-    by_prompt,
-    pairwise_loss,
-    plackett_luce_loss,
-)
+from okapi_hf.prompts import encode
+from okapi_hf.train import ranking
+from okapi_hf.train.ranking import by_prompt, pairwise_loss, plackett_luce_loss
+from okapi_hf.train.recipes import check_choices, choice_field
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +57,7 @@ OWN_CHOICES = ("loss_type", "overlong", "prompt_format")  # fields this config a
 
 
 @dataclass
-class ListwiseDPOConfig(_BaseConfig):
+class ListwiseDPOConfig(ranking.RankingArguments, _BaseConfig):
     """trl's base training config (bf16, gradient checkpointing on) plus listwise DPO's options."""
 
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_BaseConfig._VALID_DICT_FIELDS, "model_init_kwargs"]
@@ -92,14 +81,11 @@ class ListwiseDPOConfig(_BaseConfig):
     dataset_num_proc: int | None = field(
         default=None, metadata={"help": "Processes used to tokenize the rankings."}
     )
-    loss_type: str = field(
-        default="plackett_luce",
-        metadata={
-            "help": "plackett_luce: negative log-likelihood of the whole ranking under the implicit rewards. "
-            "pairwise: mean over each prompt's C(K,2) pairs of -log sigmoid(r_i - r_j). Both are standard "
-            "DPO at K = 2.",
-            "choices": list(LOSS_TYPES),
-        },
+    loss_type: str = choice_field(
+        "plackett_luce",
+        LOSS_TYPES,
+        "plackett_luce: negative log-likelihood of the whole ranking under the implicit rewards. pairwise: "
+        "mean over each prompt's C(K,2) pairs of -log sigmoid(r_i - r_j). Both are standard DPO at K = 2.",
     )
     beta: float = field(
         default=0.1,
@@ -114,22 +100,6 @@ class ListwiseDPOConfig(_BaseConfig):
     max_prompt_length: int | None = field(
         default=None,
         metadata={"help": "Rows whose prompt alone is longer are dropped and counted (None: no limit)."},
-    )
-    overlong: str = field(
-        default="drop",
-        metadata={
-            "help": "A response longer than max_length is dropped from its ranking ('drop', the rest of the "
-            "ranking stays valid) or cut at max_length ('truncate'). Either way it is counted.",
-            "choices": ["drop", "truncate"],
-        },
-    )
-    prompt_format: str = field(
-        default="okapi",
-        metadata={
-            "help": "For rows with instruction/input: 'okapi' renders Okapi's template, 'chat' the tokenizer's "
-            "chat template. Rows with a `prompt` column use it as given.",
-            "choices": ["okapi", "chat"],
-        },
     )
     pad_to_multiple_of: int | None = field(
         default=None, metadata={"help": "Pad each batch to a multiple of this many tokens."}
@@ -148,10 +118,7 @@ class ListwiseDPOConfig(_BaseConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for f in fields(ListwiseDPOConfig):  # the same choices the command line enforces
-            allowed = f.metadata.get("choices") if f.name in OWN_CHOICES else None
-            if allowed and getattr(self, f.name) not in allowed:
-                raise ConfigError(f"{f.name} must be one of {allowed}, got {getattr(self, f.name)!r}")
+        check_choices(self, OWN_CHOICES)
         if not self.beta > 0:
             raise ConfigError(f"beta must be positive, got {self.beta}")
         if (
@@ -165,35 +132,73 @@ class ListwiseDPOConfig(_BaseConfig):
 
 
 @dataclass
-class DataCollatorForListwisePreference(DataCollatorMixin):
-    """Flattens the K responses of each row into one right-padded batch and records K per row.
+class DataCollatorForListwisePreference(ranking.DataCollatorForRanking):
+    """`DataCollatorForRanking`, right-padded, plus which tokens are the response's.
 
     ``completion_mask`` marks the response tokens (everything after the row's ``prompt_length``), the only
     tokens whose log-probabilities count. Precomputed reference log-probabilities travel as ``ref_logps``.
     """
 
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    return_tensors: str = "pt"
+    def token_masks(self, examples: list[dict[str, Any]]) -> dict[str, list[torch.Tensor]]:
+        return {
+            "completion_mask": [
+                torch.arange(len(ids)) >= ex["prompt_length"] for ex in examples for ids in ex["response_ids"]
+            ]
+        }
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        seqs = [torch.tensor(ids) for ex in examples for ids in ex["response_ids"]]
-        completion = [
-            torch.arange(len(ids)) >= ex["prompt_length"] for ex in examples for ids in ex["response_ids"]
-        ]
-        kw = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
-        batch = {
-            "input_ids": pad(seqs, padding_value=self.pad_token_id, **kw),
-            "attention_mask": pad([torch.ones_like(s) for s in seqs], padding_value=0, **kw),
-            "completion_mask": pad([c.long() for c in completion], padding_value=0, **kw),
-            "num_responses": [len(ex["response_ids"]) for ex in examples],  # a list: stays on the CPU
-        }
+        batch = super().torch_call(examples)
         if "ref_logps" in examples[0]:
             batch["ref_logps"] = torch.tensor([x for ex in examples for x in ex["ref_logps"]])
         return batch
 
 
-class ListwiseDPOTrainer(_BaseTrainer):
+class _PromptAwareRowTokenizer(ranking.RankingTokenizer):
+    """The reward model's row cleaning, plus where each row's prompt ends, so the prompt can be masked.
+
+    The prompt length is the longest prefix the prompt tokenized alone shares with every kept
+    prompt+response, so a token merged across the boundary counts as response. A row is dropped
+    (``long_prompt``) when its prompt exceeds ``max_prompt_length`` or leaves a response no token.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, args: ListwiseDPOConfig, append_eos: bool):
+        super().__init__(tokenizer, args, append_eos)
+        self.max_prompt_length = args.max_prompt_length
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        out = super().__call__(batch, indices)
+        out["prompt_length"], out["long_prompt"] = [], []
+        for b, kept in enumerate(out["response_ids"]):
+            prompt_ids = self._prompt_ids(batch, b)
+            length = min((_common_prefix(prompt_ids, seq) for seq in kept), default=len(prompt_ids))
+            too_long = any(len(seq) <= length for seq in kept) or (
+                self.max_prompt_length is not None and len(prompt_ids) > self.max_prompt_length
+            )
+            out["prompt_length"].append(length)
+            out["long_prompt"].append(len(kept) if too_long else 0)
+            if too_long:
+                out["keep"][b], out["responses_kept"][b] = False, 0
+        return out
+
+    def _prompt_ids(self, batch: dict[str, list], b: int) -> list[int]:
+        prompt = self.prompt(batch, b)
+        if isinstance(prompt, list):
+            return self.tokenizer.apply_chat_template(
+                prompt, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        return encode(self.tokenizer, prompt)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class ListwiseDPOTrainer(ranking.RankingDataMixin, ranking.RankingMetricsMixin, _BaseTrainer):
     """DPO on rankings: rows hold ``responses`` (best first) and a prompt, like `RankedRewardTrainer`'s.
 
     A row gives its prompt as ``prompt`` (text, or chat messages) or as Okapi's ``instruction`` and
@@ -204,6 +209,8 @@ class ListwiseDPOTrainer(_BaseTrainer):
 
     _tag_names: ClassVar[list[str]] = ["trl", "dpo", "okapi-hf", "listwise-dpo"]
     _name = "Listwise DPO"
+    row_tokenizer = _PromptAwareRowTokenizer
+    prepared_columns: ClassVar[tuple[str, ...]] = ("response_ids", "prompt_length")
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; let Trainer divide by accumulation
 
     def __init__(
@@ -261,10 +268,10 @@ class ListwiseDPOTrainer(_BaseTrainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
-            if args.gradient_checkpointing:
+            if args.activation_checkpointing:
                 model.enable_input_require_grads()
 
-        self.data_reports: dict[str, RankingDataReport] = {}
+        self.data_reports: dict[str, ranking.RankingDataReport] = {}
         self._append_eos = append_eos
         train_dataset = self._prepare_dataset(train_dataset, processing_class, args, "train")
         if eval_dataset is not None:
@@ -312,63 +319,10 @@ class ListwiseDPOTrainer(_BaseTrainer):
         self._reset_metrics("train")
         self._reset_metrics("eval")
 
-    # -- data -------------------------------------------------------------------------------------
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        if not isinstance(dataset, Dataset):
-            raise TypeError(
-                f"{type(self).__name__} needs a map-style datasets.Dataset for {dataset_name!r} "
-                f"(it counts what it drops), got {type(dataset).__name__}"
-            )
-        columns = dataset.column_names
-        if {"response_ids", "prompt_length"} <= set(columns):  # already prepared
-            return dataset
-        if len(dataset) == 0:
-            raise DataError(f"{dataset_name} dataset has no rows")
-        if "responses" not in columns or not ({"prompt"} <= set(columns) or {"instruction"} <= set(columns)):
-            raise DataError(
-                f"{dataset_name} dataset: expected a `responses` column (a list, best first) and `prompt` or "
-                f"`instruction` (+ `input`); got columns {columns}"
-            )
-        chat = "prompt" not in columns and args.prompt_format == "chat"
-        if (chat or isinstance(dataset[0].get("prompt"), list)) and not processing_class.chat_template:
-            raise DataError(
-                f"{dataset_name} dataset needs a chat template, and the tokenizer of this model has none; "
-                "use prompt_format=okapi or a tokenizer with a chat template"
-            )
-        tokenize = _PromptAwareRowTokenizer(processing_class, args, self._append_eos)
-        with PartialState().main_process_first():  # one process fills the datasets cache, the others read it
-            dataset = dataset.map(
-                tokenize,
-                with_indices=True,
-                batched=True,
-                remove_columns=columns,
-                num_proc=args.dataset_num_proc,
-                desc=f"Tokenizing {dataset_name} rankings",
-            )
-        report = _report(dataset_name, dataset)
-        report.dropped["long_prompt"] = sum(dataset["long_prompt"])
-        report.examples["long_prompt"] = [
-            r for r, n in zip(dataset["row"], dataset["long_prompt"], strict=True) if n
-        ][:5]
-        self.data_reports[dataset_name] = report
-        changed = report.rows_kept < report.rows_in or report.responses_kept < report.responses_in
-        logger.log(logging.WARNING if changed or report.truncated else logging.INFO, report.summary())
-        if report.rows_kept == 0:
-            raise DataError(f"{dataset_name} dataset has no usable rankings left: {report.summary()}")
-        with PartialState().main_process_first():
-            dataset = dataset.filter(lambda keep: keep, input_columns="keep", num_proc=args.dataset_num_proc)
-        return dataset.select_columns(["response_ids", "prompt_length"])
-
+    # -- data (preparation and reports: RankingDataMixin) -----------------------------------------
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["response_ids", "prompt_length", "ref_logps"]
-
-    def save_data_reports(self, output_dir: str | Path | None = None) -> Path:
-        """Write what data preparation kept and dropped to ``ranking_data_report.json``."""
-        path = Path(output_dir or self.args.output_dir) / "ranking_data_report.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({k: vars(v) for k, v in self.data_reports.items()}, indent=2))
-        return path
+            self._signature_columns = [*self.prepared_columns, "ref_logps"]
 
     # -- log-probabilities ------------------------------------------------------------------------
     @staticmethod
@@ -395,7 +349,7 @@ class ListwiseDPOTrainer(_BaseTrainer):
             if is_peft_model(unwrapped):  # the base model is the reference: switch the adapter off
                 with (
                     use_adapter(unwrapped, adapter_name=None),
-                    disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+                    _no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs),
                 ):
                     return self.sequence_log_probs(self.model, batch)
             if self.state.global_step == 0:  # precomputing: the policy has not moved from the reference yet
@@ -435,7 +389,7 @@ class ListwiseDPOTrainer(_BaseTrainer):
 
     # -- loss and metrics -------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mode = "train" if self.model.training else "eval"
+        mode = self._mode()
         num_responses = inputs["num_responses"]
         logps = self.sequence_log_probs(model, inputs)
         ref_logps = self.reference_log_probs(inputs)
@@ -448,20 +402,12 @@ class ListwiseDPOTrainer(_BaseTrainer):
         loss = per_prompt.mean()
 
         with torch.no_grad():
-            if mode == "eval":  # Trainer's eval loss averages batch means and keeps padding duplicates
-                losses = self.accelerator.gather_for_metrics(per_prompt.detach())
-                self._eval_loss = (self._eval_loss[0] + losses.sum().item(), self._eval_loss[1] + len(losses))
+            if mode == "eval":
+                self._add_eval_losses(per_prompt)
             self._track(
                 mode, by_row.detach(), by_prompt(logps.detach().float(), num_responses)[0], num_responses
             )
         return (loss, {"rewards": rewards.detach()}) if return_outputs else loss
-
-    def _gather_rows(self, values: torch.Tensor, num_responses: list[int]) -> list[list[float]]:
-        """``[prompts, K_max]`` values from every process, as one list of per-prompt lists."""
-        values = self.accelerator.pad_across_processes(values, dim=1)
-        gathered = self.accelerator.gather_for_metrics(values)
-        ks = self.accelerator.gather_for_metrics(torch.tensor(num_responses, device=values.device)).tolist()
-        return [row[:k] for row, k in zip(gathered.tolist(), ks, strict=True)]
 
     def _track(self, mode: str, rewards: torch.Tensor, logps: torch.Tensor, num_responses: list[int]) -> None:
         """Ranking metrics of the implicit rewards, and the mean reward of the best and the other responses."""
@@ -487,16 +433,13 @@ class ListwiseDPOTrainer(_BaseTrainer):
         return loss.detach(), None, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "train" if self.model.training else "eval"
-        prefix = "eval_" if mode == "eval" else ""
+        mode = self._mode()
         metrics = self._counts[mode].metrics()
         sums = self._sums[mode]
         if sums["prompts"]:
             metrics.update({k: v / sums["prompts"] for k, v in sums.items() if k != "prompts"})
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
-        logs.update({prefix + k: v for k, v in metrics.items()})
-        if mode == "eval" and self._eval_loss[1] and "eval_loss" in logs:
-            logs["eval_loss"] = self._eval_loss[0] / self._eval_loss[1]
+        self._add_ranking_logs(logs, mode, metrics)
         self._reset_metrics(mode)
         super().log(logs, start_time)
 
@@ -505,6 +448,19 @@ class ListwiseDPOTrainer(_BaseTrainer):
         self._sums[mode] = defaultdict(float)  # sums over prompts, and their count under "prompts"
         if mode == "eval":
             self._eval_loss = (0.0, 0)  # sum and count of per-prompt eval losses since the last log
+
+
+@contextlib.contextmanager
+def _no_activation_checkpointing(model: Any, kwargs: dict | None) -> Iterator[None]:
+    """trl's ``disable_gradient_checkpointing`` by transformers 5's names (the old ones warn)."""
+    enabled = model.is_activation_checkpointing
+    if enabled:
+        model.activation_checkpointing_disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            model.activation_checkpointing_enable(kwargs)
 
 
 def _resolve_pad_token(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
@@ -525,53 +481,3 @@ def _resolve_pad_token(tokenizer: PreTrainedTokenizerBase, name: str) -> bool:
         )
         return False
     return True
-
-
-class _PromptAwareRowTokenizer(_RowTokenizer):
-    """The reward model's row cleaning, plus where each row's prompt ends, so the prompt can be masked.
-
-    The prompt length is the longest prefix the prompt tokenized alone shares with every kept
-    prompt+response, so a token merged across the boundary counts as response. A row is dropped
-    (``long_prompt``) when its prompt exceeds ``max_prompt_length`` or leaves a response no token.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, args: ListwiseDPOConfig, append_eos: bool):
-        super().__init__(tokenizer, args, append_eos)
-        self.max_prompt_length = args.max_prompt_length
-
-    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out = super().__call__(batch, indices)
-        out["prompt_length"], out["long_prompt"] = [], []
-        for b, kept in enumerate(out["response_ids"]):
-            prompt_ids = self._prompt_ids(batch, b)
-            length = min((_common_prefix(prompt_ids, seq) for seq in kept), default=len(prompt_ids))
-            too_long = any(len(seq) <= length for seq in kept) or (
-                self.max_prompt_length is not None and len(prompt_ids) > self.max_prompt_length
-            )
-            out["prompt_length"].append(length)
-            out["long_prompt"].append(len(kept) if too_long else 0)
-            if too_long:
-                out["keep"][b], out["responses_kept"][b] = False, 0
-        return out
-
-    def _prompt_ids(self, batch: dict[str, list], b: int) -> list[int]:
-        prompt = batch["prompt"][b] if "prompt" in batch else None
-        okapi_input = batch["input"][b] if "input" in batch else ""
-        if prompt is None and self.prompt_format == "chat":
-            prompt = to_messages(batch["instruction"][b], okapi_input)
-        if isinstance(prompt, list):
-            return self.tokenizer.apply_chat_template(
-                prompt, add_generation_prompt=True, tokenize=True, return_dict=True
-            )["input_ids"]
-        if prompt is None:
-            prompt = format_prompt(batch["instruction"][b], okapi_input)
-        return encode(self.tokenizer, prompt)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -11,20 +11,28 @@ import logging
 from pathlib import Path
 
 from okapi_hf.errors import OkapiError
+from okapi_hf.train.recipes import DEFAULT_RECIPES
+
+__all__ = ["DEFAULT_RECIPES", "PIPELINE", "STAGES", "run_stage", "train_all"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("sft", "rm", "rl", "dpo")
 PIPELINE = ("sft", "rm", "rl")  # Okapi's order; dpo is the RL-free alternative to rm + rl
-DEFAULT_RECIPES = {"sft": "bloom-7b1", "rm": "okapi", "rl": "okapi", "dpo": "okapi"}
 
 
-def run_stage(stage: str, overrides: list[str], *, recipe: str | None = None, **flags: str | None) -> Path:
-    """``okapi-hf train STAGE``: parse the stage's recipe with overrides and flags, train, return the output."""
+def run_stage(
+    stage: str, overrides: list[str], *, recipe: str | None = None, verbose: bool = False, **flags: str | None
+) -> Path:
+    """``okapi-hf train STAGE``: parse the stage's recipe with overrides and flags, train, return the output.
+
+    The terminal shows progress bars, warnings and a summary; every logging step and INFO log goes to
+    ``<output>/train.log``. ``verbose`` shows that whole stream on the terminal too.
+    """
     if stage not in STAGES:
         raise OkapiError(f"unknown training stage {stage!r}; expected one of: {', '.join(STAGES)}")
     module = importlib.import_module(f"okapi_hf.train.run_{stage}")
-    return module.main(overrides, recipe=recipe or DEFAULT_RECIPES[stage], **flags)
+    return module.main(overrides, recipe=recipe or DEFAULT_RECIPES[stage], verbose=verbose, **flags)
 
 
 def train_all(
@@ -36,11 +44,13 @@ def train_all(
     model_name_or_path: str | None = None,
     dataset_path: str | None = None,
     run: str | None = None,
+    verbose: bool = False,
     **flags: str | None,
 ) -> dict[str, Path]:
     """SFT from ``model_name_or_path``, then the reward model and PPO from the SFT output, in one run folder.
 
-    ``overrides`` without a prefix go to every stage; ``sft.key=value`` to one stage only.
+    ``overrides`` without a prefix go to every stage; ``sft.key=value`` to one stage only. ``verbose``
+    as in :func:`run_stage`.
     """
     shared, per_stage = _split_overrides(overrides)
     outputs: dict[str, Path] = {}
@@ -56,6 +66,7 @@ def train_all(
             model_name_or_path=model_name_or_path if stage == "sft" else None,
             dataset_path=dataset_path,
             run=run,
+            verbose=verbose,
             **flags,
         )
     return outputs

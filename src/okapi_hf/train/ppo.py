@@ -104,16 +104,19 @@ class PolicyWithValueHead(nn.Module):
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
         return logprobs, values, entropy
 
-    # generation helpers (trl's unwrap_model_for_generation) toggle checkpointing on the model they get
+    # generation helpers (trl's unwrap_model_for_generation) toggle checkpointing on the model they get, by
+    # transformers' old names; the policy is asked by the new ones, as the old ones warn
     @property
-    def is_gradient_checkpointing(self) -> bool:
-        return self.policy.is_gradient_checkpointing
+    def is_activation_checkpointing(self) -> bool:
+        return self.policy.is_activation_checkpointing
+
+    is_gradient_checkpointing = is_activation_checkpointing
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs)
+        self.policy.activation_checkpointing_enable(gradient_checkpointing_kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
-        self.policy.gradient_checkpointing_disable()
+        self.policy.activation_checkpointing_disable()
 
 
 @dataclass
@@ -163,8 +166,8 @@ class PPOTrainer(Trainer):
         self.ref_model.requires_grad_(False).eval()
         if args.num_unfrozen_layers is not None:
             freeze_bottom_layers(model, args.num_unfrozen_layers)
-        if args.gradient_checkpointing:
-            model.gradient_checkpointing_enable(args.gradient_checkpointing_kwargs)
+        if args.activation_checkpointing:
+            model.activation_checkpointing_enable(args.activation_checkpointing_kwargs)
         self.reward_model = reward_model.eval().requires_grad_(False) if reward_model is not None else None
         self.reward_funcs = list(reward_funcs)
         self.reward_weights = list(reward_weights or [1.0] * len(self.reward_funcs))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -69,40 +70,30 @@ def gae(
 
 
 def policy_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float = 0.2,
-) -> tuple[torch.Tensor, dict[str, float]]:
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, clip: float = 0.2
+) -> tuple[Tensor, dict[str, float]]:
     """PPO's clipped surrogate: max(-A r, -A clip(r, 1-eps, 1+eps)), averaged over real tokens."""
     ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    loss, clipfrac = _pessimistic(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip), mask)
     with torch.no_grad():
-        stats = {
-            "clipfrac": masked_mean((clipped > unclipped).float(), mask).item(),
-            "approx_kl": masked_mean(0.5 * (logprobs - old_logprobs) ** 2, mask).item(),
-        }
-    return loss, stats
+        approx_kl = masked_mean(0.5 * (logprobs - old_logprobs) ** 2, mask).item()
+    return loss, {"clipfrac": clipfrac, "approx_kl": approx_kl}
 
 
 def value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    clip: float = 0.2,
-) -> tuple[torch.Tensor, dict[str, float]]:
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float = 0.2
+) -> tuple[Tensor, dict[str, float]]:
     """Clipped value loss: 0.5 * max((V - R)^2, (V_old + clip(V - V_old, +-eps) - R)^2) over real tokens."""
     clipped_values = old_values + (values - old_values).clamp(-clip, clip)
-    unclipped = (values - returns) ** 2
-    clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
+    loss, clipfrac = _pessimistic((values - returns) ** 2, (clipped_values - returns) ** 2, mask)
+    return 0.5 * loss, {"value_clipfrac": clipfrac}
+
+
+def _pessimistic(unclipped: Tensor, clipped: Tensor, mask: Tensor) -> tuple[Tensor, float]:
+    """The larger of the two losses per token, averaged over real tokens, and how often the clipped one was."""
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
     with torch.no_grad():
-        stats = {"value_clipfrac": masked_mean((clipped > unclipped).float(), mask).item()}
-    return loss, stats
+        return loss, masked_mean((clipped > unclipped).float(), mask).item()
 
 
 @dataclass

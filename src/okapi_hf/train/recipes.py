@@ -23,6 +23,7 @@ from trl import ModelConfig, TrlParser
 
 from okapi_hf.errors import ConfigError, OkapiError
 from okapi_hf.fsutil import atomic_write_text, fsync_dir, fsync_tree, locked, remove_tree
+from okapi_hf.train.stage_log import stage_log
 
 logger = logging.getLogger(__name__)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -78,8 +79,9 @@ class RunArguments:
         return Path(self.runs_dir) / name
 
 
-# `--recipe okapi` means the paper's setting at every stage; Okapi's main SFT model was BLOOM-7B1
-RECIPE_ALIASES = {("sft", "okapi"): "bloom-7b1"}
+# The recipe of each stage when none is named: the Okapi paper's setting. `--recipe okapi` names it at
+# every stage; Okapi's main SFT model was BLOOM-7B1, so the sft stage's is `bloom-7b1`.
+DEFAULT_RECIPES = {"sft": "bloom-7b1", "rm": "okapi", "rl": "okapi", "dpo": "okapi"}
 
 
 def recipe_file(stage: str, recipe: str) -> Path:
@@ -89,7 +91,8 @@ def recipe_file(stage: str, recipe: str) -> Path:
         if not path.is_file():
             raise OkapiError(f"recipe file {path} does not exist")
         return path
-    recipe = RECIPE_ALIASES.get((stage, recipe), recipe)
+    if recipe == "okapi":
+        recipe = DEFAULT_RECIPES.get(stage, recipe)
     shipped = RECIPES_DIR / stage / f"{recipe}.yaml"
     if not shipped.is_file():
         names = sorted(p.stem for p in (RECIPES_DIR / stage).glob("*.yaml"))
@@ -97,6 +100,33 @@ def recipe_file(stage: str, recipe: str) -> Path:
             f"no {stage} recipe named {recipe!r}; shipped: {', '.join(names)} (or pass a .yaml path)"
         )
     return shipped
+
+
+# transformers 5 renamed these and warns at the old names; an override by an old name sets the new one,
+# which the recipes set (and which would otherwise win over the old name silently)
+RENAMED_KEYS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def choice_field(default: str | None, choices: tuple[str, ...], help: str) -> Any:
+    """A config field limited to ``choices``: the command line refuses others, and so do configs'
+    ``__post_init__`` checks, which read the same ``choices``."""
+    return field(default=default, metadata={"help": help, "choices": list(choices)})
+
+
+def check_choices(config: Any, names: tuple[str, ...] | None = None) -> None:
+    """Refuse a value outside its field's ``choices`` (of ``names``, default all), as the command line does
+    for recipes: a config made in Python never meets that check. None stays allowed where it is the default.
+    """
+    for f in dataclasses.fields(config):
+        allowed = f.metadata.get("choices")
+        if not allowed or (names is not None and f.name not in names):
+            continue
+        value = getattr(config, f.name)
+        if value not in allowed and not (value is None and f.default is None):
+            raise ConfigError(f"{f.name} must be one of {allowed}, got {value!r}")
 
 
 def parse_stage_args(
@@ -114,6 +144,7 @@ def parse_stage_args(
         if not sep or not key:
             raise OkapiError(f"override {item!r} is not of the form key=value")
         key = key.removeprefix("--")
+        key = RENAMED_KEYS.get(key, key)
         argv += [f"--{key}", *(value.split(",") if key in lists else [value])]  # q_proj,v_proj -> a list
     for key, value in flags.items():
         if value is not None:
@@ -229,36 +260,43 @@ def previous_stage(run_args: RunArguments, stage: str) -> str:
 
 
 def output_folder(run_args: RunArguments, config: Any, stage: str) -> Path:
-    """``runs/<run>/<stage>`` unless the config names another ``output_dir``; set on the config too."""
+    """``runs/<run>/<stage>`` unless the config names another ``output_dir``; set on the config too.
+
+    Inside a :func:`training_stage` it also takes the folder's lock and opens its ``train.log``.
+    """
     if config.output_dir in (None, "trainer_output"):
         config.output_dir = str(run_args.run_dir() / stage)
     out = Path(config.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} is a file; give a folder (the stage writes its model there)")
-    stack = _OUTPUT_LOCKS.get(None)
-    if stack is not None and os.environ.get("RANK", "0") == "0":  # one lock per run, held by the main process
-        stack.enter_context(locked(out, what=f"the {stage} output {out}"))
+    current = _STAGE.get(None)
+    if current is not None:
+        stack, verbose = current
+        if os.environ.get("RANK", "0") == "0":  # one lock per run, held by the main process
+            stack.enter_context(locked(out, what=f"the {stage} output {out}"))
+        stack.enter_context(stage_log(out, stage, verbose))
     return out
 
 
-_OUTPUT_LOCKS: contextvars.ContextVar[contextlib.ExitStack] = contextvars.ContextVar("okapi_hf_output_locks")
+_STAGE: contextvars.ContextVar[tuple[contextlib.ExitStack, bool]] = contextvars.ContextVar("okapi_hf_stage")
 
 
-def locks_output(train: Callable[..., Path]) -> Callable[..., Path]:
-    """Hold the lock of the output folder (taken by :func:`output_folder`) until the stage returns.
+def training_stage(train: Callable[..., Path]) -> Callable[..., Path]:
+    """Hold what :func:`output_folder` takes (the folder's lock, its log file) until the stage returns.
 
     Two runs training into one folder would mix their checkpoints and weights; the second is refused
-    with the first one's pid.
+    with the first one's pid. The decorated function takes ``verbose``: True shows the whole log stream
+    (every logging step's dict, INFO logging) on the terminal as well as in ``train.log``.
     """
 
     @functools.wraps(train)
-    def wrapper(*args: Any, **kwargs: Any) -> Path:
+    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> Path:
         with contextlib.ExitStack() as stack:
-            token = _OUTPUT_LOCKS.set(stack)
+            token = _STAGE.set((stack, verbose))
             try:
                 return train(*args, **kwargs)
             finally:
-                _OUTPUT_LOCKS.reset(token)
+                _STAGE.reset(token)
 
     return wrapper
 

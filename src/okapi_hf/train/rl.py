@@ -10,6 +10,7 @@ outputs (``runs/<run>/rl``: weights, tokenizer, ``run_config.yaml``, ``trainer_s
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -20,40 +21,17 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
-from trl import (
-    GRPOConfig,
-    GRPOTrainer,
-    ModelConfig,
-    RLOOConfig,
-    RLOOTrainer,
-    get_peft_config,
-    get_quantization_config,
-)
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer
 
-from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.fsutil import atomic_write_text
+from okapi_hf.hub.cards import POLICY_USAGE
 from okapi_hf.langid import require_identifier
-from okapi_hf.languages import resolve_langs
 from okapi_hf.models import load_tokenizer
 from okapi_hf.prompts import format_prompt, prefix_text, special_prefix
-from okapi_hf.train.recipes import (
-    RunArguments,
-    check_model_path,
-    check_recipe_fits,
-    head,
-    load_splits,
-    locks_output,
-    model_init_kwargs,
-    output_folder,
-    previous_stage,
-    resolve_resume,
-    save_trained,
-    start_model,
-    trainer_model,
-    write_run_config,
-)
+from okapi_hf.train.recipes import RunArguments, check_model_path, previous_stage, training_stage
 from okapi_hf.train.rewards import LANGUAGE_REWARDS, RewardModelScorer
+from okapi_hf.train.stage import Stage, eval_metrics
 from okapi_hf.train.utils import check_tokenizers_match, freeze_bottom_layers
 
 logger = logging.getLogger(__name__)
@@ -133,6 +111,10 @@ class OkapiRLArguments:
         default=8, metadata={"help": "Completions the reward model scores per forward pass."}
     )
 
+    def __post_init__(self):
+        self._check_okapi_fields(self.__dataclass_fields__["algorithm"].default)
+        super().__post_init__()  # trl's config, next in the subclass's bases
+
     def reward_weights_for_funcs(self) -> list[float]:
         """trl's ``reward_weights``: the reward model's 1, then the language reward's weight if it is on."""
         return [1.0, self.language_reward_weight] if self.language_reward_weight > 0 else [1.0]
@@ -169,32 +151,25 @@ class OkapiRLArguments:
             raise ConfigError(f"{name}: reward_batch_size must be >= 1, got {self.reward_batch_size}")
 
 
+def _algorithm(name: str) -> Any:
+    return field(
+        default=name,
+        metadata={"help": "RL algorithm of the rl stage (fixed for this config).", "choices": [name]},
+    )
+
+
 @dataclass
 class OkapiRLOOConfig(OkapiRLArguments, RLOOConfig):
     """`trl.RLOOConfig` plus the Okapi RL stage's fields."""
 
-    algorithm: str = field(
-        default="rloo",
-        metadata={"help": "RL algorithm of the rl stage (fixed for this config).", "choices": ["rloo"]},
-    )
-
-    def __post_init__(self):
-        self._check_okapi_fields("rloo")
-        super().__post_init__()
+    algorithm: str = _algorithm("rloo")
 
 
 @dataclass
 class OkapiGRPOConfig(OkapiRLArguments, GRPOConfig):
     """`trl.GRPOConfig` plus the Okapi RL stage's fields."""
 
-    algorithm: str = field(
-        default="grpo",
-        metadata={"help": "RL algorithm of the rl stage (fixed for this config).", "choices": ["grpo"]},
-    )
-
-    def __post_init__(self):
-        self._check_okapi_fields("grpo")
-        super().__post_init__()
+    algorithm: str = _algorithm("grpo")
 
 
 # -- prompts --------------------------------------------------------------------------------------------
@@ -310,27 +285,23 @@ def prepare_prompts(
 # -- the stage ------------------------------------------------------------------------------------------
 
 
-@locks_output
+@training_stage
 def train_trl_rl(
     run_args: RunArguments, config: OkapiRLOOConfig | OkapiGRPOConfig, model_args: ModelConfig
 ) -> Path:
     """The whole RLOO/GRPO stage from Python: prompts, policy, rewards, training, saving, card."""
     if config.algorithm not in TRAINERS:
         raise ConfigError(f"train_trl_rl runs {', '.join(TRAINERS)}, not {config.algorithm!r}")
-    out = output_folder(run_args, config, "rl")
-    policy = start_model(model_args, run_args)
+    stage = Stage.start("rl", run_args, config, model_args)
     config.reward_model_path = check_model_path(config.reward_model_path or previous_stage(run_args, "rm"))
-    langs = resolve_langs(run_args.lang)
 
     trust = config.trust_remote_code
-    tokenizer = load_tokenizer(policy, revision=model_args.model_revision, trust_remote_code=trust)
+    tokenizer = load_tokenizer(stage.model, revision=model_args.model_revision, trust_remote_code=trust)
     reward_tokenizer = load_tokenizer(config.reward_model_path, trust_remote_code=trust)
-    check_tokenizers_match(tokenizer, reward_tokenizer, policy, config.reward_model_path)
+    check_tokenizers_match(tokenizer, reward_tokenizer, stage.model, config.reward_model_path)
 
-    train, evaluation = load_splits(run_args, langs, "rl", config)
-    train, train_report = prepare_prompts(
-        head(train, run_args.max_train_samples), tokenizer, config.max_prompt_length, "train"
-    )
+    train, evaluation = stage.splits("rl")
+    train, train_report = prepare_prompts(train, tokenizer, config.max_prompt_length, "train")
     reports = {"train": train_report}
     if evaluation is not None:
         evaluation, reports["eval"] = prepare_prompts(evaluation, tokenizer, config.max_prompt_length, "eval")
@@ -339,39 +310,23 @@ def train_trl_rl(
     if config.language_reward_weight > 0:
         reward_funcs.append(LANGUAGE_REWARDS[config.language_reward])
     config.reward_weights = config.reward_weights_for_funcs()
-    if model_args.use_peft and config.num_unfrozen_layers is not None:
-        logger.info("LoRA chooses what trains: ignoring num_unfrozen_layers=%d", config.num_unfrozen_layers)
-        config.num_unfrozen_layers = None
-    config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
-    check_recipe_fits(run_args, policy)  # from the weight files' headers, before anything loads
-    loaded, _ = trainer_model(policy, AutoModelForCausalLM, config)
-    trainer = TRAINERS[config.algorithm](
-        loaded,
+    trainer = stage.trainer(
+        TRAINERS[config.algorithm],
+        AutoModelForCausalLM,
         reward_funcs=reward_funcs,
-        args=config,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
     )
-    check_recipe_fits(run_args, trainer.model)
     if config.num_unfrozen_layers is not None:  # before train(), which builds the optimizer
         freeze_bottom_layers(trainer.model, config.num_unfrozen_layers)
-    if trainer.is_world_process_zero():
-        write_run_config(out, run_args, config, model_args)
-        atomic_write_text(
-            out / "prompt_data_report.json", json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2)
-        )
-    trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
-    metrics = trainer.evaluate() if evaluation is not None else {}
-    trainer.save_state()  # trainer_state.json: rewards, KL and lengths of every logging step, then eval
 
-    save_trained(trainer, out, model_args.use_peft, base=policy, merge=run_args.merge_lora)
-    if trainer.is_world_process_zero():
-        _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
-    logger.info("%s policy saved to %s", config.algorithm.upper(), out)
-    return out
+    def write_reports() -> None:
+        text = json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2)
+        atomic_write_text(stage.out / "prompt_data_report.json", text)
+
+    card = functools.partial(_write_card, reports=reports)
+    return stage.finish(trainer, ("reward", "kl"), card, write_reports)
 
 
 def _reward_model(config, model_args: ModelConfig, tokenizer) -> RewardModelScorer:
@@ -389,9 +344,10 @@ def _reward_model(config, model_args: ModelConfig, tokenizer) -> RewardModelScor
     )
 
 
-def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports) -> None:
+def _write_card(stage: Stage, trainer: Any, metrics: dict[str, float], reports: dict[str, Any]) -> None:
+    config = stage.config
     if metrics:
-        shown = {k: metrics[f"eval_{k}"] for k in CARD_METRICS if f"eval_{k}" in metrics}
+        shown = eval_metrics(metrics, CARD_METRICS)
     else:  # no validation split: the last training log
         logged = [entry for entry in trainer.state.log_history if "reward" in entry]
         shown = {k: logged[-1][k] for k in CARD_METRICS if logged and k in logged[-1]}
@@ -400,29 +356,18 @@ def _write_card(out, policy, langs, run_args, config, trainer, metrics, reports)
         rewards += (
             f" plus {config.language_reward_weight} x a language-fidelity reward ({config.language_reward})"
         )
-    card = render_model_card(
-        title=f"Okapi {config.algorithm.upper()} policy ({', '.join(langs)})",
+    stage.write_card(
+        CARD_HYPERPARAMETERS,
+        shown,
+        reports,
+        title=f"Okapi {config.algorithm.upper()} policy ({', '.join(stage.langs)})",
         description=(
             f"An instruction-following model tuned with {config.algorithm.upper()} (trl) on Okapi's RL prompts; "
             f"reward: {rewards} (reward model `{config.reward_model_path}`). Prompts use Okapi's template "
             "(`okapi_hf.format_prompt`)."
         ),
         stage=f"RLHF (trl `{TRAINERS[config.algorithm].__name__}`)",
-        init_from=str(policy),
-        langs=langs,
-        data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
-        + ", ".join(f"`{lang}-rl`" for lang in langs),
-        usage=POLICY_USAGE.format(path=out),
-        stages=stage_history(out),
-        hyperparameters={
-            k: getattr(getattr(config, k), "value", getattr(config, k))
-            for k in CARD_HYPERPARAMETERS
-            if hasattr(config, k)
-        },
-        metrics=shown,
-        data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
-        model_dir=out,
+        usage=POLICY_USAGE.format(path=stage.out),
         tags=["trl", "rlhf", config.algorithm],
         pipeline_tag="text-generation",
     )
-    atomic_write_text(Path(out) / "README.md", card)

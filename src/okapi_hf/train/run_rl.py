@@ -8,6 +8,7 @@ plain causal LM, goes to ``runs/<run>/rl``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -15,35 +16,31 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 from trl import ModelConfig
 
-from okapi_hf.cards import POLICY_USAGE, render_model_card, stage_history
 from okapi_hf.errors import OkapiError
-from okapi_hf.fsutil import atomic_write_text
-from okapi_hf.languages import resolve_langs
+from okapi_hf.hub.cards import POLICY_USAGE
 from okapi_hf.models import load_model, load_tokenizer
 from okapi_hf.train.ppo import PPOTrainer
 from okapi_hf.train.ppo_config import PPOConfig
 from okapi_hf.train.recipes import (
+    DEFAULT_RECIPES,
     RunArguments,
     check_model_path,
     check_recipe_fits,
     head,
     load_splits,
-    locks_output,
     model_init_kwargs,
-    output_folder,
     parse_stage_args,
     previous_stage,
     recipe_file,
-    resolve_resume,
-    save_trained,
-    start_model,
-    write_run_config,
+    training_stage,
 )
+from okapi_hf.train.stage import Stage
 from okapi_hf.train.utils import check_tokenizers_match
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("ppo", "rloo", "grpo")
+SUMMARY_METRICS = ("reward/score", "objective/kl", "score")  # on the terminal at the end of the stage
 CARD_HYPERPARAMETERS = (
     "num_rollouts",
     "ppo_epochs",
@@ -80,15 +77,17 @@ def config_class(algorithm: str) -> type:
     raise OkapiError(f"unknown RL algorithm {algorithm!r}; expected one of: {', '.join(ALGORITHMS)}")
 
 
-def main(argv: list[str], *, recipe: str = "okapi", **flags: str | None) -> Path:
+def main(
+    argv: list[str], *, recipe: str = DEFAULT_RECIPES["rl"], verbose: bool = False, **flags: str | None
+) -> Path:
     """Parse the recipe (whose ``algorithm`` picks the config), overrides and flags, then train."""
     algorithm = _algorithm(recipe, argv)
     run_args, config, model_args = parse_stage_args("rl", config_class(algorithm), recipe, argv, **flags)
     if algorithm == "ppo":
-        return train_ppo(run_args, config, model_args)
+        return train_ppo(run_args, config, model_args, verbose=verbose)
     from okapi_hf.train.rl import train_trl_rl
 
-    return train_trl_rl(run_args, config, model_args)
+    return train_trl_rl(run_args, config, model_args, verbose=verbose)
 
 
 def _algorithm(recipe: str, argv: list[str]) -> str:
@@ -100,18 +99,18 @@ def _algorithm(recipe: str, argv: list[str]) -> str:
     return values.get("algorithm", "ppo")
 
 
-@locks_output
+@training_stage
 def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig) -> Path:
     """The PPO stage from Python: policy, reference, reward model, prompts, training, saving, card."""
-    out = output_folder(run_args, config, "rl")
-    policy_path = start_model(model_args, run_args)
+    stage = Stage.start("rl", run_args, config, model_args)
+    policy_path = stage.model
+    stage.subset = "rl"
     rm_path = check_model_path(config.reward_model_path or previous_stage(run_args, "rm"))
-    langs = resolve_langs(run_args.lang)
 
     tokenizer = load_tokenizer(policy_path, revision=model_args.model_revision)
     rm_tokenizer = load_tokenizer(rm_path)
     check_tokenizers_match(tokenizer, rm_tokenizer, policy_path, rm_path)  # before any weights load
-    train, evaluation = load_splits(run_args, langs, "rl")
+    train, evaluation = load_splits(run_args, stage.langs, "rl")
     train = head(train, run_args.max_train_samples)
 
     init = model_init_kwargs(model_args)
@@ -133,19 +132,11 @@ def train_ppo(run_args: RunArguments, config: PPOConfig, model_args: ModelConfig
         reward_weights=weights,
         eval_dataset=evaluation,
     )
-    if trainer.is_world_process_zero():
-        write_run_config(out, run_args, config, model_args)
-    trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
-    metrics = trainer.evaluate() if evaluation is not None else {}
-    save_trained(trainer, out, False, base=policy_path)  # the policy, whole or not at all
-    if trainer.is_world_process_zero():
-        trainer.save_state()  # trainer_state.json: every iteration's reward, KL, losses and timings
-        _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, metrics)
-    logger.info("PPO policy saved to %s", out)
-    return out
+    card = functools.partial(_write_card, rm_path=rm_path)
+    return stage.finish(trainer, SUMMARY_METRICS, card, peft=False)  # the policy, whole or not at all
 
 
-def _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, metrics) -> None:
+def _write_card(stage: Stage, trainer: PPOTrainer, metrics: dict[str, float], rm_path: str) -> None:
     last = next((h for h in reversed(trainer.state.log_history) if "reward/score" in h), {})
     shown = {
         k: last[k]
@@ -153,23 +144,17 @@ def _write_card(out, policy_path, rm_path, langs, run_args, config, trainer, met
         if k in last
     }
     shown.update(metrics)
-    card = render_model_card(
-        title=f"Okapi RLHF policy ({', '.join(langs)})",
+    stage.write_card(
+        CARD_HYPERPARAMETERS,
+        shown,
+        title=f"Okapi RLHF policy ({', '.join(stage.langs)})",
         description=(
             "An instruction-following model tuned with PPO against a K-wise ranked reward model "
             f"(`{rm_path}`), with a per-token KL penalty to its SFT starting point, as in Okapi."
         ),
         stage="RLHF (okapi-hf `PPOTrainer`)",
-        init_from=str(policy_path),
-        langs=langs,
-        data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
-        + ", ".join(f"`{lang}-rl`" for lang in langs),
-        usage=POLICY_USAGE.format(path=out),
-        stages=stage_history(out),
-        hyperparameters={k: getattr(config, k) for k in CARD_HYPERPARAMETERS},
-        metrics=shown,
+        usage=POLICY_USAGE.format(path=stage.out),
         data_report=trainer.prompt_summary(),
         tags=["rlhf", "ppo", "trl"],
         pipeline_tag="text-generation",
     )
-    atomic_write_text(Path(out) / "README.md", card)

@@ -12,6 +12,7 @@ dataset another, trained in that order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,26 +20,16 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 from transformers import AutoModelForCausalLM
-from trl import ModelConfig, get_peft_config, get_quantization_config
+from trl import ModelConfig
 
-from okapi_hf.cards import render_model_card, stage_history
 from okapi_hf.errors import DataError, OkapiError
-from okapi_hf.fsutil import atomic_write_text
-from okapi_hf.languages import get_language, resolve_langs
+from okapi_hf.languages import get_language
 from okapi_hf.train.recipes import (
     RunArguments,
     check_model_path,
-    check_recipe_fits,
     head,
     load_splits,
-    locks_output,
-    model_init_kwargs,
-    output_folder,
-    parse_stage_args,
-    resolve_resume,
-    save_trained,
-    trainer_model,
-    write_run_config,
+    training_stage,
 )
 from okapi_hf.train.sft import (
     PHASE_COLUMN,
@@ -47,12 +38,10 @@ from okapi_hf.train.sft import (
     mix_languages,
     save_data_reports,
 )
+from okapi_hf.train.stage import Stage, eval_metrics, stage_main
 
 logger = logging.getLogger(__name__)
 
-# The CLI passes --recipe explicitly; from Python the default is Okapi's LLaMA-7B recipe (`bloom-7b1` is
-# the other shipped one, `tiny` the CPU smoke test).
-DEFAULT_RECIPE = "llama-7b"
 CARD_HYPERPARAMETERS = (
     "prompt_format",
     "loss_on",
@@ -73,6 +62,7 @@ CARD_HYPERPARAMETERS = (
     "seed",
 )
 CARD_METRICS = ("loss", "mean_token_accuracy")
+SUMMARY_METRICS = CARD_METRICS  # on the terminal at the end of the stage
 PROMPTS = {
     "okapi": 'prompt = format_prompt("...instruction...", "...input, or leave it out...")',
     "chat": 'prompt = render_chat(tokenizer, "...instruction...", "...input, or leave it out...")',
@@ -88,13 +78,7 @@ output = model.generate(**inputs, max_new_tokens=256, do_sample=True, top_p=0.75
 print(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip())"""
 
 
-def main(argv: list[str], *, recipe: str = DEFAULT_RECIPE, **flags: str | None) -> Path:
-    """Parse the recipe, overrides and flags, then train; returns the output folder."""
-    run_args, config, model_args = parse_stage_args("sft", OkapiSFTConfig, recipe, argv, **flags)
-    return train_sft(run_args, config, model_args)
-
-
-@locks_output
+@training_stage
 def train_sft(run_args: RunArguments, config: OkapiSFTConfig, model_args: ModelConfig) -> Path:
     """The whole stage from Python: data, mixture, model, training, evaluation, saving, card."""
     if not model_args.model_name_or_path:
@@ -103,37 +87,18 @@ def train_sft(run_args: RunArguments, config: OkapiSFTConfig, model_args: ModelC
             "or set model_name_or_path in the recipe"
         )
     model = check_model_path(model_args.model_name_or_path)
-    out = output_folder(run_args, config, "sft")
-    langs = resolve_langs(run_args.lang)
+    stage = Stage.start("sft", run_args, config, model_args, model)
 
-    train, evaluation, data_reports = load_training_data(run_args, langs, config)
-
-    check_recipe_fits(run_args, model)  # from the weight files' headers, before anything loads
-    config.model_init_kwargs = model_init_kwargs(model_args, config.model_init_kwargs)
-    loaded, tokenizer = trainer_model(model, AutoModelForCausalLM, config)
-    trainer = OkapiSFTTrainer(
-        loaded,
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
+    train, evaluation, data_reports = load_training_data(run_args, stage.langs, config)
+    trainer = stage.trainer(
+        OkapiSFTTrainer, AutoModelForCausalLM, train_dataset=train, eval_dataset=evaluation
     )
-    check_recipe_fits(run_args, trainer.model)  # a Hub model, counted now that it is here
     reports = {**data_reports, **trainer.data_reports}
-    if trainer.is_world_process_zero():
-        write_run_config(out, run_args, config, model_args)
-        save_data_reports(out, reports)
-    trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, out))
-    metrics = trainer.evaluate() if evaluation is not None else {}
-    trainer.save_state()  # trainer_state.json: the metrics of every logging step and of the final evaluation
+    card = functools.partial(_write_card, reports=reports)
+    return stage.finish(trainer, SUMMARY_METRICS, card, lambda: save_data_reports(stage.out, reports))
 
-    save_trained(trainer, out, model_args.use_peft, base=model, merge=run_args.merge_lora)
-    if trainer.is_world_process_zero():
-        _write_card(out, model, langs, run_args, config, reports, metrics)
-    logger.info("SFT model saved to %s", out)
-    return out
+
+main = stage_main("sft", OkapiSFTConfig, train_sft)
 
 
 @dataclass
@@ -209,7 +174,7 @@ def _load_phase(source: str, run_args: RunArguments, langs: list[str]) -> tuple[
 
 def _read_rows_file(pattern: str, langs: list[str]) -> Dataset:
     """Sft rows of JSON/JSONL files as `okapi-hf data taco` writes them; ids kept, rows checked."""
-    from okapi_hf.data.runner import read_rows
+    from okapi_hf.create.runner import read_rows
     from okapi_hf.data.schema import get_subset
 
     files = (
@@ -244,20 +209,23 @@ def _read_rows_file(pattern: str, langs: list[str]) -> Dataset:
     return Dataset.from_list(rows, features=get_subset("sft").features)
 
 
-def _write_card(out, model, langs, run_args, config, reports, metrics) -> None:
-    shown = {k: metrics[f"eval_{k}"] for k in CARD_METRICS if f"eval_{k}" in metrics}
+def _write_card(stage: Stage, trainer: OkapiSFTTrainer, metrics: dict[str, float], reports: dict) -> None:
+    config, langs = stage.config, stage.langs
     loss = "the response tokens only" if config.loss_on == "response" else "prompt and response, as Okapi did"
     template = (
         "Okapi's prompt template" if config.prompt_format == "okapi" else "the tokenizer's chat template"
     )
     chat = config.prompt_format == "chat"
     usage = USAGE.format(
-        path=out,
+        path=stage.out,
         helper="render_chat" if chat else "format_prompt",
         prompt=PROMPTS[config.prompt_format],
         special=", add_special_tokens=False" if chat else "",  # the chat template already adds them
     )
-    card = render_model_card(
+    stage.write_card(
+        CARD_HYPERPARAMETERS,
+        eval_metrics(metrics, CARD_METRICS),
+        reports,
         title=f"Okapi SFT model ({', '.join(langs)})",
         description=(
             f"An instruction-following model fine-tuned on Okapi's translated instructions with {template}; "
@@ -265,20 +233,8 @@ def _write_card(out, model, langs, run_args, config, reports, metrics) -> None:
             "generates after the prompt."
         ),
         stage="supervised fine-tuning (okapi-hf `OkapiSFTTrainer`, built on trl's `SFTTrainer`)",
-        init_from=str(model),
-        langs=langs,
-        data=f"`{run_args.dataset_path or 'okapi_hf'}`, configs "
-        + ", ".join(f"`{lang}`" for lang in langs)
-        + "".join(f", then `{source}`" for source in config.curriculum_datasets or []),
+        data=stage.data_line() + "".join(f", then `{source}`" for source in config.curriculum_datasets or []),
         usage=usage,
-        stages=stage_history(out),
-        hyperparameters={
-            k: getattr(getattr(config, k), "value", getattr(config, k)) for k in CARD_HYPERPARAMETERS
-        },
-        metrics=shown,
-        data_report="\n".join(f"- {r.summary()}" for r in reports.values()),
-        model_dir=out,
         tags=["sft", "trl", "instruction-tuning"],
         pipeline_tag="text-generation",
     )
-    atomic_write_text(Path(out) / "README.md", card)

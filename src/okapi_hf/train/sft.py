@@ -38,6 +38,7 @@ from trl.data_utils import common_prefix_length
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.fsutil import atomic_write_text
 from okapi_hf.prompts import format_prompt, to_messages
+from okapi_hf.train.recipes import choice_field
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +53,17 @@ CURRICULUM_SAMPLING = ("random", "sequential")  # within a phase: shuffled, or i
 class OkapiSFTConfig(SFTConfig):
     """`trl.SFTConfig` plus Okapi's prompt format, the loss choice and per-language mixture weights."""
 
-    prompt_format: str = field(
-        default="okapi",
-        metadata={
-            "help": "okapi: Okapi's Alpaca-style template (the same English template for every language). "
-            "chat: the tokenizer's chat template, the instruction as the user turn and the output as the "
-            "assistant turn.",
-            "choices": list(PROMPT_FORMATS),
-        },
+    prompt_format: str = choice_field(
+        "okapi",
+        PROMPT_FORMATS,
+        "okapi: Okapi's Alpaca-style template (the same English template for every language). chat: the "
+        "tokenizer's chat template, the instruction as the user turn and the output as the assistant turn.",
     )
-    loss_on: str = field(
-        default="response",
-        metadata={
-            "help": "response: the loss covers the response (and its EOS) only. full: prompt and response, as "
-            "Okapi trained; the model then also learns to write prompts.",
-            "choices": list(LOSS_ON),
-        },
+    loss_on: str = choice_field(
+        "response",
+        LOSS_ON,
+        "response: the loss covers the response (and its EOS) only. full: prompt and response, as Okapi "
+        "trained; the model then also learns to write prompts.",
     )
     lang_weights: list[float] | None = field(
         default=None,

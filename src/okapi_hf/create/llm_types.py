@@ -1,6 +1,6 @@
 """What travels through the LLM client: requests, answers, errors, prices and usage counters.
 
-Kept apart from :mod:`okapi_hf.data.llm` (the client and its cache) so that backends, steps and tests
+Kept apart from :mod:`okapi_hf.create.llm` (the client and its cache) so that backends, steps and tests
 can name a request without the machinery that sends it.
 """
 

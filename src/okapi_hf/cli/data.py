@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 from pathlib import Path
 
+from okapi_hf.cli.types import (
+    LANGS_HELP,
+    add_choice,
+    add_parser,
+    count,
+    positive_float,
+    positive_int,
+    temperature,
+    top_p,
+)
 from okapi_hf.errors import OkapiError
 
 
@@ -45,7 +54,7 @@ def _data_build(args: argparse.Namespace) -> None:
     print(f"\nwrote {result.out_dir}; load it with datasets.load_dataset({str(result.out_dir)!r}, CONFIG)")
 
 
-# The options of each data-creation step that go to its function in okapi_hf.data.create, by name.
+# The options of each data-creation step that go to its function in okapi_hf.create.steps, by name.
 SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_p")
 STEP_OPTIONS = {
     "generate": ("num", "seeds", "prompts_dir", *SAMPLING_OPTIONS),
@@ -79,13 +88,13 @@ def _data_create(args: argparse.Namespace) -> None:
 
     Ctrl-C: the step stops (its finished rows kept), says how far it got, and the CLI exits with 130.
     """
-    from okapi_hf.data import create
-    from okapi_hf.data.runner import StepFailed, StepInterrupted
+    from okapi_hf.create import steps
+    from okapi_hf.create.runner import StepFailed, StepInterrupted
 
     step = args.data_command
     backend = {"backends": args.backend.split(",")} if step == "respond" else {"backend": args.backend}
     try:
-        result = getattr(create, step)(
+        result = getattr(steps, step)(
             out=args.out,
             **backend,
             **{name: getattr(args, name) for name in STEP_OPTIONS[step]},
@@ -115,12 +124,12 @@ def _data_create(args: argparse.Namespace) -> None:
 
 
 def _data_merge(args: argparse.Namespace) -> None:
-    from okapi_hf.data.runner import merge_shards
+    from okapi_hf.create.runner import merge_shards
 
     print(f"merged {merge_shards(args.file, args.shards)} row(s) from {args.shards} shards into {args.file}")
 
 
-def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) -> None:
+def _add_creation_commands(data: argparse._SubParsersAction) -> None:
     """The four Okapi data-creation steps, TaCo, and merging shards."""
 
     def llm_flags(
@@ -133,9 +142,9 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
             + "model spec: openai:MODEL@BASE_URL (any OpenAI-compatible endpoint), local:PATH, seq2seq:PATH",
         )
         p.add_argument("--out", required=True, help="output folder, in the release layout `data build` reads")
-        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default: 16)")
+        p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once")
         sampling_flags(p)
-        p.add_argument("--cache", help=f"request cache file (default: OUT/{'.okapi_llm_cache.sqlite'})")
+        p.add_argument("--cache", help="request cache file (default: OUT/.okapi_llm_cache.sqlite)")
         p.add_argument(
             "--price", help="USD per million input,output tokens, for the cost estimate (e.g. 0.15,0.6)"
         )
@@ -144,29 +153,32 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
                 "--prompts",
                 dest="prompts_dir",
                 type=Path,
-                help="folder of prompt files that replace the shipped ones",
+                help="folder of prompt files that replace the shipped ones (default: the shipped ones)",
             )
         if shardable:
-            p.add_argument("--shard", help="i/n: process every n-th row from i (merge with `data merge`)")
+            p.add_argument(
+                "--shard",
+                help="i/n: process every n-th row from i, merged by `data merge` (default: every row)",
+            )
 
     def sampling_flags(p: argparse.ArgumentParser) -> None:
         """--max-tokens, --temperature, --top-p and --timeout, with the step's own defaults in the help."""
-        tokens, temperature = STEP_SAMPLING_HELP[p.prog.split()[-1]]
+        tokens, temperature_help = STEP_SAMPLING_HELP[p.prog.split()[-1]]
         p.add_argument(
             "--max-tokens",
-            type=_positive_int,
+            type=positive_int,
             metavar="N",
             help=f"most tokens one answer may have; replaces the step's own limit (default: {tokens})",
         )
         p.add_argument(
             "--temperature",
-            type=_temperature,
+            type=temperature,
             metavar="T",
-            help=f"sampling temperature, 0 for greedy; replaces the step's own (default: {temperature})",
+            help=f"sampling temperature, 0 for greedy; replaces the step's own (default: {temperature_help})",
         )
         p.add_argument(
             "--top-p",
-            type=_top_p,
+            type=top_p,
             metavar="P",
             help="nucleus sampling: draw from the most likely tokens whose probabilities add up to P, "
             "0 < P <= 1; applies when the temperature is above 0 (default: not set, so the endpoint's "
@@ -174,29 +186,29 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
         )
         p.add_argument(
             "--timeout",
-            type=_positive_float,
+            type=positive_float,
             default=DEFAULT_TIMEOUT,
             metavar="SECONDS",
-            help=f"seconds one request attempt to an endpoint may take before it is retried "
-            f"(default: {DEFAULT_TIMEOUT:g}); local: and seq2seq: models are bounded by --max-tokens instead",
+            help="seconds one request attempt to an endpoint may take before it is retried; local: and "
+            "seq2seq: models are bounded by --max-tokens instead",
         )
 
-    p = data.add_parser("generate", help="step 1: new English tasks, Self-Instruct style, de-duplicated")
+    p = add_parser(data, "generate", help="step 1: new English tasks, Self-Instruct style, de-duplicated")
     p.add_argument("--num", type=int, required=True, help="how many new tasks to keep")
     p.add_argument(
-        "--seeds", help="seed tasks (JSON/JSONL with instruction, input, output); default: shipped"
+        "--seeds", help="seed tasks, JSON/JSONL with instruction, input, output (default: the shipped ones)"
     )
     llm_flags(p, shardable=False)
     p.set_defaults(func=_data_create)
 
-    p = data.add_parser("translate", help="step 2: translate rows into target languages, checked")
+    p = add_parser(data, "translate", help="step 2: translate rows into target languages, checked")
     p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction, input, output")
-    p.add_argument("--langs", required=True, help=langs_help)
-    p.add_argument("--subset", choices=["sft", "rl"], default="sft", help="which release folder to write")
+    p.add_argument("--langs", required=True, help=LANGS_HELP)
+    add_choice(p, "--subset", ["sft", "rl"], "sft", "which release folder to write")
     llm_flags(p)
     p.set_defaults(func=_data_create)
 
-    p = data.add_parser("respond", help="step 3: K responses per instruction from one or more models")
+    p = add_parser(data, "respond", help="step 3: K responses per instruction from one or more models")
     p.add_argument("--input", required=True, help="JSON/JSONL rows with instruction and input")
     p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
     p.add_argument("--samples", type=int, default=1, help="responses per model (sampled)")
@@ -209,115 +221,66 @@ def _add_creation_commands(data: argparse._SubParsersAction, langs_help: str) ->
     llm_flags(p, several=True, prompts=False)
     p.set_defaults(func=_data_create)
 
-    p = data.add_parser("rank", help="step 4: Okapi's two-turn ranking (translate to English, then rank)")
+    p = add_parser(data, "rank", help="step 4: Okapi's two-turn ranking (translate to English, then rank)")
     p.add_argument("--input", required=True, help="rows with `responses`, as `data respond` writes them")
     p.add_argument("--lang", help="language of the rows (default: their `lang` field)")
     llm_flags(p)
     p.set_defaults(func=_data_create)
 
-    p = data.add_parser("taco", help="translation-assisted chain-of-thought rows (TaCo) from SFT rows")
+    p = add_parser(data, "taco", help="translation-assisted chain-of-thought rows (TaCo) from SFT rows")
     p.add_argument("--input", required=True, help="SFT rows in the target language")
     p.add_argument("--lang", help="the target language (default: the rows' `lang` field)")
     p.add_argument("--english", help="the aligned English rows (same ids), which saves translation requests")
-    p.add_argument(
-        "--answer",
-        choices=["row", "model"],
-        default="row",
-        help="row: the row's own output is the answer (as TaCo); model: the backend answers in English",
-    )
+    answer_help = "row: the row's own output is the answer (as TaCo); model: the backend answers in English"
+    add_choice(p, "--answer", ["row", "model"], "row", answer_help)
     llm_flags(p)
     p.set_defaults(func=_data_create)
 
-    p = data.add_parser("merge", help="join the shard files of one output (`--shard i/n` runs)")
+    p = add_parser(data, "merge", help="join the shard files of one output (`--shard i/n` runs)")
     p.add_argument("file", help="the output file without the shard suffix, e.g. OUT/responses/vi.jsonl")
     p.add_argument("--shards", type=int, required=True, help="n, the number of shards")
     p.set_defaults(func=_data_merge)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number of 1 or more (--max-tokens)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
-    return value
-
-
-def _finite(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a number of seconds above 0 (--timeout)."""
-    value = _finite(text)
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
-    return value
-
-
-def _temperature(text: str) -> float:
-    """argparse type: a temperature, 0 or more."""
-    value = _finite(text)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}")
-    return value
-
-
-def _top_p(text: str) -> float:
-    """argparse type: a probability mass in (0, 1]."""
-    value = _finite(text)
-    if value is None or not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number above 0 and at most 1, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """argparse type: a row count, zero or more."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a count of zero or more, got {text!r}")
-    return int(text)
-
-
 def add_data_commands(commands: argparse._SubParsersAction) -> None:
     """The `data` command group."""
-    data = commands.add_parser("data", help="download, build and inspect Okapi data").add_subparsers(
-        dest="data_command", required=True
+    data = add_parser(commands, "data", help="download, build and inspect Okapi data").add_subparsers(
+        dest="data_command", required=True, metavar="STEP", help="what to do with data"
     )
-    langs_help = "comma-separated codes, a group (high, medium, low, extra), okapi (the 26) or all"
-    subsets_help = "comma-separated subsets: sft, ranking, rl (default: all)"
+    subsets_help = "comma-separated subsets: sft, ranking, rl (default: all three)"
 
-    p = data.add_parser("download", help="fetch the original release files (resumable, sha256 manifest)")
-    p.add_argument("--langs", required=True, help=langs_help)
+    p = add_parser(data, "download", help="fetch the original release files (resumable, sha256 manifest)")
+    p.add_argument("--langs", required=True, help=LANGS_HELP)
     p.add_argument("--subsets", help=subsets_help)
     p.add_argument("--out", default="okapi_raw", help="raw folder in the release layout")
     p.add_argument("--base-url", help="release base URL (default: $OKAPI_HF_BASE_URL or the original host)")
     p.add_argument(
-        "--retries", type=_positive_int, default=5, metavar="N", help="attempts per file before giving up"
+        "--retries", type=positive_int, default=5, metavar="N", help="attempts per file before giving up"
     )
     p.add_argument("--force", action="store_true", help="download again even if files are present")
     p.set_defaults(func=_data_download)
 
-    p = data.add_parser("sample", help="write the bundled sample data in the release layout")
-    p.add_argument("--out", default="okapi_sample_raw")
-    p.add_argument("--langs", help="sample languages (default: all that have sample text)")
-    p.add_argument("--n-sft", type=_count, default=36)
-    p.add_argument("--n-ranking", type=_count, default=12)
-    p.add_argument("--n-rl", type=_count, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p = add_parser(data, "sample", help="write the bundled sample data in the release layout")
+    p.add_argument("--out", default="okapi_sample_raw", help="raw folder in the release layout")
+    p.add_argument("--langs", help="sample languages (default: all that have sample text: vi,ru,zh,ar,hi,bn)")
+    p.add_argument("--n-sft", type=count, default=36, metavar="N", help="SFT rows per language")
+    p.add_argument(
+        "--n-ranking",
+        type=count,
+        default=12,
+        metavar="N",
+        help="ranked instructions per language (six pairwise rows each)",
+    )
+    p.add_argument("--n-rl", type=count, default=16, metavar="N", help="RL prompts per language")
+    p.add_argument("--seed", type=int, default=0, help="seed of which rows are drawn")
     p.add_argument("--jsonl", action="store_true", help="write JSON Lines instead of JSON arrays")
     p.set_defaults(func=_data_sample)
 
-    p = data.add_parser("build", help="turn raw release files into a load_dataset folder")
+    p = add_parser(data, "build", help="turn raw release files into a load_dataset folder")
     p.add_argument(
         "--raw-dir", required=True, help="folder in the release layout <subset-folder>/<lang>.json"
     )
-    p.add_argument("--langs", required=True, help=langs_help)
+    p.add_argument("--langs", required=True, help=LANGS_HELP)
     p.add_argument("--subsets", help=subsets_help)
     p.add_argument("--out", default="okapi_hf", help="dataset folder to write (and later publish)")
     p.add_argument(
@@ -325,4 +288,4 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=42, help="seed of the train/validation split")
     p.set_defaults(func=_data_build)
-    _add_creation_commands(data, langs_help)
+    _add_creation_commands(data)

@@ -14,10 +14,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from okapi_hf.data.llm import ChatRequest
-from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
-from okapi_hf.data.prompts import render
-from okapi_hf.data.runner import RowRejected
+from okapi_hf.create.llm import ChatRequest
+from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
+from okapi_hf.create.prompts import render
+from okapi_hf.create.runner import RowRejected
 from okapi_hf.languages import get_language
 
 # The step's own sampling, which --temperature and --max-tokens override (the retry included): a

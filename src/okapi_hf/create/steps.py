@@ -6,26 +6,27 @@ taco -> ``taco/<lang>.jsonl``. So ``okapi-hf data build --raw-dir OUT`` takes th
 
 ``max_tokens``, ``temperature`` and ``top_p`` override what each step picks for its requests (None
 keeps the step's choice); ``timeout`` bounds one request attempt to an endpoint. Ctrl-C stops a step
-within a second or so, its finished rows kept, with :class:`~okapi_hf.data.runner.StepInterrupted`.
+within a second or so, its finished rows kept, with :class:`~okapi_hf.create.runner.StepInterrupted`.
 
 Every option is checked before the input is read, a folder made or a request sent, and an error
 names the option (``--backend``, ``--concurrency``, ``--price``...). A step whose output the next
 one cannot use (no row kept, or rows the endpoint refuses whatever the retries) raises
-:class:`~okapi_hf.data.runner.StepFailed`: one line saying why, with the run reports attached.
+:class:`~okapi_hf.create.runner.StepFailed`: one line saying why, with the run reports attached.
 """
 
 from __future__ import annotations
 
 import errno
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from okapi_hf.data.backends import make_backend, public_spec
-from okapi_hf.data.llm import LLMClient, Price
-from okapi_hf.data.llm_types import Sampling, StorageFullError
-from okapi_hf.data.runner import (
+from okapi_hf.create.backends import make_backend, public_spec
+from okapi_hf.create.llm import LLMClient, Price
+from okapi_hf.create.llm_types import Sampling, StorageFullError
+from okapi_hf.create.runner import (
     RunReport,
     StepFailed,
     check_outcome,
@@ -41,6 +42,9 @@ from okapi_hf.data.schema import get_subset
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.fsutil import locked
 from okapi_hf.languages import get_language, resolve_langs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 CACHE_NAME = ".okapi_llm_cache.sqlite"
 
@@ -141,7 +145,7 @@ def check_prompts_dir(prompts_dir: str | Path | None) -> None:
     silently run the shipped prompts)."""
     if prompts_dir is None:
         return
-    from okapi_hf.data.prompts import prompt_names
+    from okapi_hf.create.prompts import prompt_names
 
     folder = Path(prompts_dir)
     if not folder.is_dir():
@@ -204,22 +208,76 @@ def _recorded(sampling: Sampling, max_tokens: int) -> dict[str, Any]:
     return {**sampling.given(), "max_tokens": sampling.max_tokens or max_tokens}
 
 
+class StepOptions(TypedDict, total=False):
+    """The options every step takes besides its own, written once: sampling, progress, the client's.
+
+    ``max_tokens``, ``temperature`` and ``top_p`` override what the step picks for its requests (None
+    keeps its choice); ``progress`` shows a bar; ``cache``, ``concurrency``, ``price`` and ``timeout``
+    go to :func:`make_client`.
+    """
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    progress: bool
+    cache: str | Path | None
+    concurrency: int
+    price: str | None
+    timeout: float
+
+
+@dataclass
+class _Begun:
+    """A step past its checks: sampling overrides, progress bar, the client's options; a step over
+    rows in one language also has those rows (this shard's) and that language."""
+
+    sampling: Sampling
+    progress: bool
+    client_kw: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lang: str = ""
+
+
+def _begin(
+    options: Mapping[str, Any],
+    backends: Sequence[str],
+    prompts_dir: str | Path | None,
+    *,
+    input: str | Path | None = None,
+    shard: str | None = None,
+    lang: str | None = None,
+) -> _Begun:
+    """Every check a step makes before it reads its input or makes a folder, then (given ``input``)
+    its rows and their language."""
+    client_kw = dict(options)
+    given = {name: client_kw.pop(name, None) for name in ("temperature", "top_p", "max_tokens")}
+    progress = client_kw.pop("progress", True)
+    check_prompts_dir(prompts_dir)
+    _check_options(backends, **client_kw)
+    begun = _Begun(Sampling(**given), progress, client_kw)
+    if input is not None:
+        begun.rows = _rows(input, shard)
+        begun.lang = _lang_of(begun.rows, lang, input)
+    return begun
+
+
 def _run(
-    rows: list[dict[str, Any]],
-    work: Any,
-    out: Path,
-    step: str,
-    clients: list[LLMClient],
-    progress: bool,
-    settings: dict[str, Any],
+    begun: _Begun, work: Any, out: Path, step: str, clients: list[LLMClient], settings: dict[str, Any]
 ) -> RunReport:
     """Run the step in one event loop and close its clients there (their connections belong to it).
 
     Ctrl-C raises StepInterrupted, whose message says how many rows are done.
     """
-    report = RunReport(step=step, out=out, total=len(rows))
+    report = RunReport(step=step, out=out, total=len(begun.rows))
     main = run_rows(
-        rows, work, out, step=step, client=clients, settings=settings, progress=progress, report=report
+        begun.rows,
+        work,
+        out,
+        step=step,
+        client=clients,
+        settings=settings,
+        progress=begun.progress,
+        report=report,
     )
     return run_step(main, clients, report.interruption)
 
@@ -230,30 +288,24 @@ def generate(
     backend: str,
     *,
     seeds: str | Path | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
     prompts_dir: Path | None = None,
-    progress: bool = True,
-    **client_kw: Any,
+    **options: Unpack[StepOptions],
 ) -> Any:
     """Self-Instruct English tasks from ``seeds`` (default: the shipped seed tasks).
 
     The tasks are written when all are made; an interrupted run writes none, but every answer it
     received is cached, so running it again sends only the requests still missing.
     """
-    from okapi_hf.data.generate import GenerateReport, generate_tasks
+    from okapi_hf.create.generate import GenerateReport, generate_tasks
 
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"--num {num}: expected how many tasks to make, a whole number of 1 or more")
-    check_prompts_dir(prompts_dir)
-    _check_options([backend], **client_kw)
+    begun = _begin(options, [backend], prompts_dir)
     seed_file = Path(seeds) if seeds else Path(__file__).parent / "prompts" / "seed_tasks.jsonl"
     seed_rows = read_rows(seed_file)
     if not seed_rows:
         raise DataError(f"--seeds {seed_file} holds no tasks; expected rows with instruction, input, output")
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-    client = make_client(backend, out, **client_kw)
+    client = make_client(backend, out, **begun.client_kw)
     target = Path(out) / get_subset("sft").release_folder / "en.jsonl"
     make_folder(target.parent, "--out")
     live = GenerateReport()
@@ -271,8 +323,8 @@ def generate(
                 client,
                 num,
                 prompts_dir=prompts_dir,
-                progress=progress,
-                sampling=sampling,
+                progress=begun.progress,
+                sampling=begun.sampling,
                 report=live,
             )
             tasks, report = run_step(main, [client], interrupted)
@@ -305,29 +357,23 @@ def translate(
     *,
     subset: str = "sft",
     shard: str | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
     prompts_dir: Path | None = None,
-    progress: bool = True,
-    **client_kw: Any,
+    **options: Unpack[StepOptions],
 ) -> list[RunReport]:
     """Each row's instruction, input and output in every language of ``langs``."""
-    from okapi_hf.data.translate import make_translate
+    from okapi_hf.create.translate import make_translate
 
     folder = get_subset(subset).release_folder
-    check_prompts_dir(prompts_dir)
-    _check_options([backend], **client_kw)
+    begun = _begin(options, [backend], prompts_dir)
     targets = resolve_langs(langs)
-    rows = _rows(input, shard)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    begun.rows = _rows(input, shard)
     reports = []
     for lang in targets:
-        client = make_client(backend, out, **client_kw)
-        work = make_translate(lang, client, prompts_dir=prompts_dir, sampling=sampling)
-        settings = _settings(prompts_dir, backend=public_spec(backend), **sampling.given())
+        client = make_client(backend, out, **begun.client_kw)
+        work = make_translate(lang, client, prompts_dir=prompts_dir, sampling=begun.sampling)
+        settings = _settings(prompts_dir, backend=public_spec(backend), **begun.sampling.given())
         target = _output(out, folder, lang, shard)
-        reports.append(_run(rows, work, target, f"translate {lang}", [client], progress, settings))
+        reports.append(_run(begun, work, target, f"translate {lang}", [client], settings))
     check_outcome(reports)
     return reports
 
@@ -339,16 +385,12 @@ def respond(
     *,
     lang: str | None = None,
     samples: int = 1,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
     check_language: bool = True,
     shard: str | None = None,
-    progress: bool = True,
-    **client_kw: Any,
+    **options: Unpack[StepOptions],
 ) -> RunReport:
     """K responses per row: every backend, ``samples`` times each."""
-    from okapi_hf.data.respond import MAX_TOKENS, make_respond
+    from okapi_hf.create.respond import MAX_TOKENS, make_respond
 
     backends = [backends] if isinstance(backends, str) else list(backends)
     if not backends or any(not str(spec).strip() for spec in backends):
@@ -363,21 +405,18 @@ def respond(
             f"respond makes {len(backends) * samples} response(s) per instruction; ranking needs at least 2: "
             "pass --samples 2 or more, or several --backend specs"
         )
-    _check_options(backends, **client_kw)
-    rows = _rows(input, shard)
-    lang = _lang_of(rows, lang, input)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-    clients = [make_client(spec, out, **client_kw) for spec in backends]
-    work = make_respond(clients, samples=samples, sampling=sampling, check_language=check_language)
+    begun = _begin(options, backends, None, input=input, shard=shard, lang=lang)
+    clients = [make_client(spec, out, **begun.client_kw) for spec in backends]
+    work = make_respond(clients, samples=samples, sampling=begun.sampling, check_language=check_language)
     settings = _settings(
         None,
         backends=[public_spec(spec) for spec in backends],
         samples=samples,
         check=check_language,
-        **_recorded(sampling, MAX_TOKENS),
+        **_recorded(begun.sampling, MAX_TOKENS),
     )
-    target = _output(out, "responses", lang, shard)
-    report = _run(rows, work, target, f"respond {lang}", clients, progress, settings)
+    target = _output(out, "responses", begun.lang, shard)
+    report = _run(begun, work, target, f"respond {begun.lang}", clients, settings)
     report.notes += [f"responses left out ({n}): {reason}" for reason, n in work.dropped.most_common()]
     check_outcome([report])
     return report
@@ -389,31 +428,19 @@ def rank(
     backend: str,
     *,
     lang: str | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
     shard: str | None = None,
     prompts_dir: Path | None = None,
-    progress: bool = True,
-    **client_kw: Any,
+    **options: Unpack[StepOptions],
 ) -> RunReport:
     """Each row's responses ordered best first by the judge: ranking-subset rows."""
-    from okapi_hf.data.rank import MAX_TOKENS, make_rank
+    from okapi_hf.create.rank import MAX_TOKENS, make_rank
 
-    check_prompts_dir(prompts_dir)
-    _check_options([backend], **client_kw)
-    rows = _rows(input, shard)
-    lang = _lang_of(rows, lang, input)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-    client = make_client(backend, out, **client_kw)
-    work = make_rank(client, prompts_dir=prompts_dir, sampling=sampling)
-    target = _output(out, get_subset("ranking").release_folder, lang, shard)
-    settings = _settings(
-        prompts_dir,
-        backend=public_spec(backend),
-        **_recorded(sampling, MAX_TOKENS),
-    )
-    report = _run(rows, work, target, f"rank {lang}", [client], progress, settings)
+    begun = _begin(options, [backend], prompts_dir, input=input, shard=shard, lang=lang)
+    client = make_client(backend, out, **begun.client_kw)
+    work = make_rank(client, prompts_dir=prompts_dir, sampling=begun.sampling)
+    settings = _settings(prompts_dir, backend=public_spec(backend), **_recorded(begun.sampling, MAX_TOKENS))
+    target = _output(out, get_subset("ranking").release_folder, begun.lang, shard)
+    report = _run(begun, work, target, f"rank {begun.lang}", [client], settings)
     check_outcome([report])
     return report
 
@@ -427,30 +454,28 @@ def taco(
     english: str | Path | None = None,
     answer: str = "row",
     shard: str | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
     prompts_dir: Path | None = None,
-    progress: bool = True,
-    **client_kw: Any,
+    **options: Unpack[StepOptions],
 ) -> RunReport:
     """TaCo rows (instruction in ``lang``, then English instruction, English answer, answer in ``lang``)."""
-    from okapi_hf.data.taco import make_taco
+    from okapi_hf.create.taco import make_taco
 
-    check_prompts_dir(prompts_dir)
-    _check_options([backend], **client_kw)
-    rows = _rows(input, shard)
-    lang = _lang_of(rows, lang, input)
+    begun = _begin(options, [backend], prompts_dir, input=input, shard=shard, lang=lang)
     english_rows = read_rows(english) if english else None
-    client = make_client(backend, out, **client_kw)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+    client = make_client(backend, out, **begun.client_kw)
     work = make_taco(
-        lang, client, english_rows=english_rows, prompts_dir=prompts_dir, answer=answer, sampling=sampling
+        begun.lang,
+        client,
+        english_rows=english_rows,
+        prompts_dir=prompts_dir,
+        answer=answer,
+        sampling=begun.sampling,
     )
+    given = begun.sampling.given()
     settings = _settings(
-        prompts_dir, backend=public_spec(backend), english=str(english), answer=answer, **sampling.given()
+        prompts_dir, backend=public_spec(backend), english=str(english), answer=answer, **given
     )
-    target = _output(out, "taco", lang, shard)
-    report = _run(rows, work, target, f"taco {lang}", [client], progress, settings)
+    target = _output(out, "taco", begun.lang, shard)
+    report = _run(begun, work, target, f"taco {begun.lang}", [client], settings)
     check_outcome([report])
     return report

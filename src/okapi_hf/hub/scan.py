@@ -13,7 +13,7 @@ unquoted right-hand side is an expression. Values that are placeholders (``<your
 label such as ``Passwort`` or ``expired_token``), are not secrets. A finding says what kind of
 secret sits where; the secret itself is never kept, printed or logged.
 
-Pickles, compression and the other formats are recognised in :mod:`okapi_hf.filetypes`.
+Pickles, compression and the other formats are recognised in :mod:`okapi_hf.hub.filetypes`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from okapi_hf.filetypes import (  # the formats a secret may hide in
+from okapi_hf.hub.filetypes import (  # the formats a secret may hide in
     MAX_ZIP_MEMBERS,
     _decompressor,
     _open_nofollow,

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
+from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
 from okapi_hf.errors import ConfigError, DataError, UnknownLanguageError
 from okapi_hf.languages import Language, get_language, languages
 from okapi_hf.prompts import to_messages
@@ -153,7 +153,7 @@ def taco_messages(
     The output is checked first (:func:`split_taco_output`): a row with a missing, misspelt or repeated
     label would teach the model an inconsistent chain.
     """
-    from okapi_hf.data.prompts import render
+    from okapi_hf.create.prompts import render
 
     row_id = record.get("id", "?")
     if not record.get("lang"):
@@ -231,13 +231,13 @@ async def taco_record(
     Checks (each failure a counted rejection): an empty instruction; an output (``row``) or a translation
     back (``model``) not in ``lang``; a translation into English that is not English; a translation or
     answer that is empty or cut at ``max_tokens``; a part containing a TaCo label. The language check is
-    :func:`okapi_hf.data.translate.is_in_language` (``language_score`` at least 0.5, texts of 20 letters
+    :func:`okapi_hf.create.translate.is_in_language` (``language_score`` at least 0.5, texts of 20 letters
     or more, code, links and numbers left out): with at least half of the letters in the language's
     script, an answer may quote English names and code; English prose scores 0 in a Latin-script
     language, and missing diacritics alone cannot push a real one below 0.5.
     """
-    from okapi_hf.data.runner import RowRejected
-    from okapi_hf.data.translate import is_in_language, protect
+    from okapi_hf.create.runner import RowRejected
+    from okapi_hf.create.translate import is_in_language, protect
 
     language = _target(lang)
     if answer not in ANSWER_SOURCES:
@@ -343,7 +343,7 @@ def make_taco(
 
 def _unlabelled(part: str) -> str:
     """``part``, unless it holds a TaCo label: the chain would no longer split into its three parts."""
-    from okapi_hf.data.runner import RowRejected
+    from okapi_hf.create.runner import RowRejected
 
     if _labels(part):
         raise RowRejected("a part contains a TaCo label")
@@ -380,13 +380,13 @@ async def _translate(
 ) -> str:
     """A checked translation of one field (code, links and numbers kept), or ``RowRejected``.
 
-    The same prompts and checks as step 2's translation (``okapi_hf.data.translate``), in either
+    The same prompts and checks as step 2's translation (``okapi_hf.create.translate``), in either
     direction: ``meta`` names both languages, so MT backends serve these requests too.
     """
-    from okapi_hf.data.llm import ChatRequest
-    from okapi_hf.data.prompts import render
-    from okapi_hf.data.runner import RowRejected
-    from okapi_hf.data.translate import ATTEMPTS, is_in_language, protect, restore
+    from okapi_hf.create.llm import ChatRequest
+    from okapi_hf.create.prompts import render
+    from okapi_hf.create.runner import RowRejected
+    from okapi_hf.create.translate import ATTEMPTS, is_in_language, protect, restore
 
     protected, spans = protect(text)
     source_name, target_name = taco_language(source).name, taco_language(target).name
@@ -425,10 +425,10 @@ async def _answer_in_english(
     instruction: str, okapi_input: str, client: Any, prompts_dir: Path | None, sampling: Sampling
 ) -> str:
     """The client's English answer to the English request, or ``RowRejected``."""
-    from okapi_hf.data.llm import ChatRequest
-    from okapi_hf.data.prompts import render
-    from okapi_hf.data.runner import RowRejected
-    from okapi_hf.data.translate import is_in_language, protect
+    from okapi_hf.create.llm import ChatRequest
+    from okapi_hf.create.prompts import render
+    from okapi_hf.create.runner import RowRejected
+    from okapi_hf.create.translate import is_in_language, protect
 
     messages = [{"role": "system", "content": render("taco_answer", prompts_dir)}]
     messages += to_messages(instruction, okapi_input)

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from okapi_hf.data.llm import ChatRequest
-from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
-from okapi_hf.data.prompts import render
-from okapi_hf.data.runner import RowRejected
+from okapi_hf.create.llm import ChatRequest
+from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
+from okapi_hf.create.prompts import render
+from okapi_hf.create.runner import RowRejected
 from okapi_hf.langid import language_score
 from okapi_hf.languages import get_language
 

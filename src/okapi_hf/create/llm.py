@@ -15,8 +15,8 @@ process):
 
 A backend turns one :class:`ChatRequest` into one :class:`ChatResult`; :class:`LLMClient` adds
 everything above around any backend. The backends (HTTP, local causal LM, local NLLB/M2M100,
-a Python function) and ``make_backend`` are in :mod:`okapi_hf.data.backends`; the request, answer,
-error and usage types in :mod:`okapi_hf.data.llm_types` (importable from here too).
+a Python function) and ``make_backend`` are in :mod:`okapi_hf.create.backends`; the request, answer,
+error and usage types in :mod:`okapi_hf.create.llm_types` (importable from here too).
 
 The API key is read from ``OPENAI_API_KEY`` (or passed), sent only as the ``Authorization`` header,
 and kept out of cache keys, the cache file, log records and error messages; so are credentials given
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from okapi_hf.data.llm_types import RETRYABLE_STATUSES as RETRYABLE_STATUSES  # re-exported
-from okapi_hf.data.llm_types import (
+from okapi_hf.create.llm_types import RETRYABLE_STATUSES as RETRYABLE_STATUSES  # re-exported
+from okapi_hf.create.llm_types import (
     CacheError,
     ChatRequest,
     ChatResult,
@@ -413,21 +413,17 @@ class LLMClient:
 
                 if not error.retryable or attempt >= self.max_retries:
                     self._count(failures=1)
-                    if error.retryable:
-                        raise LLMError(
-                            f"gave up after {attempt + 1} attempts: {error}",
-                            endpoint=error.endpoint,
-                            status=error.status,
-                            attempts=attempt + 1,
-                        ) from error
-                    if error.permanent:  # say what to change: asking again unchanged cannot help
-                        raise LLMError(
-                            f"{error}; {error.advice}",
-                            endpoint=error.endpoint,
-                            status=error.status,
-                            attempts=attempt + 1,
-                        ) from error
-                    raise error
+                    if not error.retryable and not error.permanent:
+                        raise error
+                    # retries used up: say so; refused as such: say what to change, asking again cannot help
+                    message = (
+                        f"gave up after {attempt + 1} attempts: {error}"
+                        if error.retryable
+                        else f"{error}; {error.advice}"
+                    )
+                    raise LLMError(
+                        message, endpoint=error.endpoint, status=error.status, attempts=attempt + 1
+                    ) from error
                 delay = self._delay(attempt, error.retry_after)
                 self._count(retries=1)
                 logger.info("%s; retry %d/%d in %.2f s", error, attempt + 1, self.max_retries, delay)

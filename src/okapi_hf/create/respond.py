@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from okapi_hf.data.llm import ChatRequest
-from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
-from okapi_hf.data.runner import RowRejected
-from okapi_hf.data.translate import is_in_language
+from okapi_hf.create.llm import ChatRequest
+from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
+from okapi_hf.create.runner import RowRejected
+from okapi_hf.create.translate import is_in_language
 from okapi_hf.languages import get_language
 from okapi_hf.prompts import to_messages
 

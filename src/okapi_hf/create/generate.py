@@ -19,9 +19,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from okapi_hf.data.llm import ChatRequest
-from okapi_hf.data.llm_types import STEP_DEFAULTS, Sampling
-from okapi_hf.data.prompts import render
+from okapi_hf.create.llm import ChatRequest
+from okapi_hf.create.llm_types import STEP_DEFAULTS, Sampling
+from okapi_hf.create.prompts import render
 
 # The step's own sampling, which --temperature and --max-tokens override: at 1.0 each request's tasks
 # differ from every other's; 2048 tokens hold the 8 tasks asked for.
