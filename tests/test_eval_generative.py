@@ -14,7 +14,7 @@ from okapi_hf.chat import pipeline
 from okapi_hf.cli import main
 from okapi_hf.create.fake_llm import FakeLLMServer
 from okapi_hf.errors import DataError
-from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model, load_questions
+from okapi_hf.eval.answer import answer_questions, load_questions
 from okapi_hf.eval.judge_report import bootstrap_ci, summarize, write_report
 from okapi_hf.testing import make_tiny_model
 
@@ -71,7 +71,9 @@ def test_the_real_vicuna_questions_load():
 def test_limit_takes_the_first_questions_of_each_language():
     questions = load_questions(QUESTIONS, "ne,fa", limit=3)
     expected = [
-        f"{lang}-{row['question_id']}" for lang in ("ne", "fa") for row in _lines(QUESTIONS / f"{lang}.jsonl")[:3]
+        f"{lang}-{row['question_id']}"
+        for lang in ("ne", "fa")
+        for row in _lines(QUESTIONS / f"{lang}.jsonl")[:3]
     ]
     assert [q["id"] for q in questions] == expected
 
@@ -101,7 +103,10 @@ def test_bad_question_files_are_named(tmp_path, line, message):
 def test_a_local_model_answers_every_turn_greedily_and_resumes(model, tmp_path):
     questions = load_questions(_write_questions(tmp_path / "q"), "vi,ru")
     out = tmp_path / "answers"
-    assert answer_with_model(questions, out, str(model), batch_size=2, max_new_tokens=8, progress=False) == 3
+    assert (
+        answer_questions(questions, out, model=str(model), batch_size=2, max_new_tokens=8, progress=False)
+        == 3
+    )
     rows = {r["id"]: r for r in _lines(out / "vi.jsonl") + _lines(out / "ru.jsonl")}
     assert set(rows) == {"vi-1", "vi-2", "ru-1"} and len(rows["vi-2"]["answers"]) == 2
     chat = pipeline(model, max_new_tokens=8, do_sample=False)
@@ -114,14 +119,16 @@ def test_a_local_model_answers_every_turn_greedily_and_resumes(model, tmp_path):
     ]
     assert rows["vi-2"]["answers"][1] == chat.chat(history)
     assert (
-        answer_with_model(questions, out, str(model), max_new_tokens=8, progress=False) == 0
+        answer_questions(questions, out, model=str(model), max_new_tokens=8, progress=False) == 0
     )  # resumed: all done
 
 
 def test_an_endpoint_answers_with_the_conversation_so_far(tmp_path):
     questions = load_questions(_write_questions(tmp_path / "q"), "vi")
     with FakeLLMServer() as server:  # echoes the last message
-        assert answer_with_endpoint(questions, tmp_path / "a", f"openai:m@{server.url}", progress=False) == 2
+        assert (
+            answer_questions(questions, tmp_path / "a", backend=f"openai:m@{server.url}", progress=False) == 2
+        )
         second_turn = [b for b in server.requests if len(b["messages"]) == 3]
     rows = {r["id"]: r for r in _lines(tmp_path / "a" / "vi.jsonl")}
     assert rows["vi-2"]["answers"] == ["echo: Hai cộng hai?", "echo: Nhân ba thì sao?"]
@@ -322,3 +329,11 @@ def test_the_report_takes_rows_from_other_tools_and_names_endpoint_models(tmp_pa
     assert "1 judgement(s) have no matching answer" in (tmp_path / "r" / "report.md").read_text()
     index = yaml.safe_load((tmp_path / "r" / "model_index.yaml").read_text())["model-index"]
     assert sorted(entry["name"] for entry in index) == ["model", "tiny"]
+
+
+def test_answering_takes_exactly_one_of_a_model_or_an_endpoint(tmp_path):
+    questions = load_questions(_write_questions(tmp_path / "q"), "vi")
+    for kwargs in ({}, {"model": "m", "backend": "openai:m@http://127.0.0.1:9"}):
+        with pytest.raises(ValueError, match="exactly one of model"):
+            answer_questions(questions, tmp_path / "a", **kwargs)
+    assert not (tmp_path / "a").exists()  # refused before anything is written

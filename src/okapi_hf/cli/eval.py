@@ -81,7 +81,7 @@ def _is_backend(name: str) -> bool:
 
 
 def _eval_generate(args: argparse.Namespace) -> None:
-    from okapi_hf.eval.answer import load_questions
+    from okapi_hf.eval.answer import answer_questions, load_questions
     from okapi_hf.fsutil import locked
 
     questions = load_questions(args.questions, args.langs, limit=args.limit)
@@ -89,26 +89,10 @@ def _eval_generate(args: argparse.Namespace) -> None:
         raise OkapiError(
             "give exactly one of --model (a local model, chat pipeline) or --backend (an endpoint)"
         )
+    options = ("model", "backend", "batch_size", "gpu", "concurrency", "max_new_tokens")
     with locked(args.out, what=f"the answers folder {args.out}"):
-        n = _answer(args, questions)
+        n = answer_questions(questions, args.out, **{name: getattr(args, name) for name in options})
     print(f"{n} new answer(s) to {len(questions)} {args.bench} question(s) in {args.out}")
-
-
-def _answer(args: argparse.Namespace, questions: list) -> int:
-    from okapi_hf.eval.answer import answer_with_endpoint, answer_with_model
-
-    if args.model:
-        return answer_with_model(
-            questions,
-            args.out,
-            args.model,
-            batch_size=args.batch_size,
-            gpu=args.gpu,
-            max_new_tokens=args.max_new_tokens,
-        )
-    return answer_with_endpoint(
-        questions, args.out, args.backend, concurrency=args.concurrency, max_tokens=args.max_new_tokens
-    )
 
 
 def _eval_judge(args: argparse.Namespace) -> None:

@@ -360,10 +360,10 @@ class Usage:
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0
+    cost: float | None = None  # what the received answers cost; None without a price
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    cost: float | None = None
 
     @property
     def attempts(self) -> int:

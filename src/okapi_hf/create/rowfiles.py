@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from okapi_hf.create.llm_types import StorageFullError
-from okapi_hf.data.raw import read_records
 from okapi_hf.errors import ConfigError, DataError
 from okapi_hf.fsutil import atomic_write_text, locked
+from okapi_hf.jsonfiles import read_records
 
 # -- reading rows and shards ----------------------------------------------------------------------------
 

@@ -425,6 +425,25 @@ def run_step(main: Coroutine[Any, Any, T], clients: Sequence[Any], interrupted: 
         raise StepInterrupted(interrupted()) from None
 
 
+def run_rows_sync(
+    rows: Sequence[dict[str, Any]],
+    work: Work,
+    out: str | Path,
+    *,
+    step: str,
+    clients: Sequence[Any],
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """:func:`run_rows` from synchronous code, through :func:`run_step`: one fresh event loop that
+    closes ``clients``, and Ctrl-C as :class:`StepInterrupted` saying how many rows are done."""
+    report = RunReport(step=step, out=Path(out), total=len(rows))
+    main = run_rows(
+        rows, work, out, step=step, client=list(clients), settings=settings, progress=progress, report=report
+    )
+    return run_step(main, clients, report.interruption)
+
+
 def _check_same_inputs(previous: list[dict[str, Any]], sources: dict[str, str], out: Path) -> None:
     """A line written for an id whose input row has changed since means the output no longer fits."""
     for row in previous:

@@ -32,7 +32,7 @@ from okapi_hf.create.runner import (
     check_outcome,
     parse_shard,
     read_rows,
-    run_rows,
+    run_rows_sync,
     run_step,
     shard_path,
     take_shard,
@@ -209,12 +209,15 @@ def _recorded(sampling: Sampling, max_tokens: int) -> dict[str, Any]:
 
 
 class StepOptions(TypedDict, total=False):
-    """The options every step takes besides its own, written once: sampling, progress, the client's.
+    """The options every step takes besides its own, written once: prompts, sampling, progress, the client's.
 
-    ``max_tokens``, ``temperature`` and ``top_p`` override what the step picks for its requests (None
-    keeps its choice); ``progress`` shows a bar; ``cache``, ``concurrency``, ``price`` and ``timeout``
-    go to :func:`make_client`.
+    ``prompts_dir`` holds prompt files that replace the shipped ones (respond has none and refuses
+    it); ``max_tokens``, ``temperature`` and ``top_p`` override what the step picks for its requests
+    (None keeps its choice); ``progress`` shows a bar; ``cache``, ``concurrency``, ``price`` and
+    ``timeout`` go to :func:`make_client`.
     """
+
+    prompts_dir: Path | None
 
     max_tokens: int | None
     temperature: float | None
@@ -226,6 +229,14 @@ class StepOptions(TypedDict, total=False):
     timeout: float
 
 
+class RowOptions(StepOptions, total=False):
+    """:class:`StepOptions` plus the two that pick a one-language step's rows: ``lang`` (default: the
+    one the rows name) and ``shard`` (``"i/n"``: the i-th of n slices, for several machines)."""
+
+    lang: str | None
+    shard: str | None
+
+
 @dataclass
 class _Begun:
     """A step past its checks: sampling overrides, progress bar, the client's options; a step over
@@ -234,52 +245,44 @@ class _Begun:
     sampling: Sampling
     progress: bool
     client_kw: dict[str, Any]
+    prompts_dir: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     lang: str = ""
+    shard: str | None = None
 
 
 def _begin(
     options: Mapping[str, Any],
     backends: Sequence[str],
-    prompts_dir: str | Path | None,
     *,
     input: str | Path | None = None,
-    shard: str | None = None,
-    lang: str | None = None,
 ) -> _Begun:
     """Every check a step makes before it reads its input or makes a folder, then (given ``input``)
-    its rows and their language."""
+    its rows (the ``shard`` of :class:`RowOptions`) and their language."""
     client_kw = dict(options)
+    lang = shard = None
+    if input is not None:  # a step over rows: RowOptions
+        lang, shard = client_kw.pop("lang", None), client_kw.pop("shard", None)
     given = {name: client_kw.pop(name, None) for name in ("temperature", "top_p", "max_tokens")}
     progress = client_kw.pop("progress", True)
+    prompts_dir = client_kw.pop("prompts_dir", None)
     check_prompts_dir(prompts_dir)
     _check_options(backends, **client_kw)
-    begun = _Begun(Sampling(**given), progress, client_kw)
+    begun = _Begun(Sampling(**given), progress, client_kw, Path(prompts_dir) if prompts_dir else None)
     if input is not None:
         begun.rows = _rows(input, shard)
         begun.lang = _lang_of(begun.rows, lang, input)
+        begun.shard = shard
     return begun
 
 
 def _run(
     begun: _Begun, work: Any, out: Path, step: str, clients: list[LLMClient], settings: dict[str, Any]
 ) -> RunReport:
-    """Run the step in one event loop and close its clients there (their connections belong to it).
-
-    Ctrl-C raises StepInterrupted, whose message says how many rows are done.
-    """
-    report = RunReport(step=step, out=out, total=len(begun.rows))
-    main = run_rows(
-        begun.rows,
-        work,
-        out,
-        step=step,
-        client=clients,
-        settings=settings,
-        progress=begun.progress,
-        report=report,
+    """Run the step over its rows (Ctrl-C raises StepInterrupted, saying how many rows are done)."""
+    return run_rows_sync(
+        begun.rows, work, out, step=step, clients=clients, settings=settings, progress=begun.progress
     )
-    return run_step(main, clients, report.interruption)
 
 
 def generate(
@@ -288,7 +291,6 @@ def generate(
     backend: str,
     *,
     seeds: str | Path | None = None,
-    prompts_dir: Path | None = None,
     **options: Unpack[StepOptions],
 ) -> Any:
     """Self-Instruct English tasks from ``seeds`` (default: the shipped seed tasks).
@@ -300,7 +302,7 @@ def generate(
 
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ConfigError(f"--num {num}: expected how many tasks to make, a whole number of 1 or more")
-    begun = _begin(options, [backend], prompts_dir)
+    begun = _begin(options, [backend])
     seed_file = Path(seeds) if seeds else Path(__file__).parent / "prompts" / "seed_tasks.jsonl"
     seed_rows = read_rows(seed_file)
     if not seed_rows:
@@ -322,7 +324,7 @@ def generate(
                 seed_rows,
                 client,
                 num,
-                prompts_dir=prompts_dir,
+                prompts_dir=begun.prompts_dir,
                 progress=begun.progress,
                 sampling=begun.sampling,
                 report=live,
@@ -357,21 +359,20 @@ def translate(
     *,
     subset: str = "sft",
     shard: str | None = None,
-    prompts_dir: Path | None = None,
     **options: Unpack[StepOptions],
 ) -> list[RunReport]:
     """Each row's instruction, input and output in every language of ``langs``."""
     from okapi_hf.create.translate import make_translate
 
     folder = get_subset(subset).release_folder
-    begun = _begin(options, [backend], prompts_dir)
+    begun = _begin(options, [backend])
     targets = resolve_langs(langs)
     begun.rows = _rows(input, shard)
     reports = []
     for lang in targets:
         client = make_client(backend, out, **begun.client_kw)
-        work = make_translate(lang, client, prompts_dir=prompts_dir, sampling=begun.sampling)
-        settings = _settings(prompts_dir, backend=public_spec(backend), **begun.sampling.given())
+        work = make_translate(lang, client, prompts_dir=begun.prompts_dir, sampling=begun.sampling)
+        settings = _settings(begun.prompts_dir, backend=public_spec(backend), **begun.sampling.given())
         target = _output(out, folder, lang, shard)
         reports.append(_run(begun, work, target, f"translate {lang}", [client], settings))
     check_outcome(reports)
@@ -383,11 +384,9 @@ def respond(
     out: str | Path,
     backends: Sequence[str],
     *,
-    lang: str | None = None,
     samples: int = 1,
     check_language: bool = True,
-    shard: str | None = None,
-    **options: Unpack[StepOptions],
+    **options: Unpack[RowOptions],
 ) -> RunReport:
     """K responses per row: every backend, ``samples`` times each."""
     from okapi_hf.create.respond import MAX_TOKENS, make_respond
@@ -405,7 +404,11 @@ def respond(
             f"respond makes {len(backends) * samples} response(s) per instruction; ranking needs at least 2: "
             "pass --samples 2 or more, or several --backend specs"
         )
-    begun = _begin(options, backends, None, input=input, shard=shard, lang=lang)
+    if options.get("prompts_dir") is not None:
+        raise ConfigError(
+            "respond sends each instruction as it is, with no prompt of its own: drop prompts_dir"
+        )
+    begun = _begin(options, backends, input=input)
     clients = [make_client(spec, out, **begun.client_kw) for spec in backends]
     work = make_respond(clients, samples=samples, sampling=begun.sampling, check_language=check_language)
     settings = _settings(
@@ -415,7 +418,7 @@ def respond(
         check=check_language,
         **_recorded(begun.sampling, MAX_TOKENS),
     )
-    target = _output(out, "responses", begun.lang, shard)
+    target = _output(out, "responses", begun.lang, begun.shard)
     report = _run(begun, work, target, f"respond {begun.lang}", clients, settings)
     report.notes += [f"responses left out ({n}): {reason}" for reason, n in work.dropped.most_common()]
     check_outcome([report])
@@ -426,20 +429,18 @@ def rank(
     input: str | Path,
     out: str | Path,
     backend: str,
-    *,
-    lang: str | None = None,
-    shard: str | None = None,
-    prompts_dir: Path | None = None,
-    **options: Unpack[StepOptions],
+    **options: Unpack[RowOptions],
 ) -> RunReport:
     """Each row's responses ordered best first by the judge: ranking-subset rows."""
     from okapi_hf.create.rank import MAX_TOKENS, make_rank
 
-    begun = _begin(options, [backend], prompts_dir, input=input, shard=shard, lang=lang)
+    begun = _begin(options, [backend], input=input)
     client = make_client(backend, out, **begun.client_kw)
-    work = make_rank(client, prompts_dir=prompts_dir, sampling=begun.sampling)
-    settings = _settings(prompts_dir, backend=public_spec(backend), **_recorded(begun.sampling, MAX_TOKENS))
-    target = _output(out, get_subset("ranking").release_folder, begun.lang, shard)
+    work = make_rank(client, prompts_dir=begun.prompts_dir, sampling=begun.sampling)
+    settings = _settings(
+        begun.prompts_dir, backend=public_spec(backend), **_recorded(begun.sampling, MAX_TOKENS)
+    )
+    target = _output(out, get_subset("ranking").release_folder, begun.lang, begun.shard)
     report = _run(begun, work, target, f"rank {begun.lang}", [client], settings)
     check_outcome([report])
     return report
@@ -450,32 +451,29 @@ def taco(
     out: str | Path,
     backend: str,
     *,
-    lang: str | None = None,
     english: str | Path | None = None,
     answer: str = "row",
-    shard: str | None = None,
-    prompts_dir: Path | None = None,
-    **options: Unpack[StepOptions],
+    **options: Unpack[RowOptions],
 ) -> RunReport:
     """TaCo rows (instruction in ``lang``, then English instruction, English answer, answer in ``lang``)."""
     from okapi_hf.create.taco import make_taco
 
-    begun = _begin(options, [backend], prompts_dir, input=input, shard=shard, lang=lang)
+    begun = _begin(options, [backend], input=input)
     english_rows = read_rows(english) if english else None
     client = make_client(backend, out, **begun.client_kw)
     work = make_taco(
         begun.lang,
         client,
         english_rows=english_rows,
-        prompts_dir=prompts_dir,
+        prompts_dir=begun.prompts_dir,
         answer=answer,
         sampling=begun.sampling,
     )
     given = begun.sampling.given()
     settings = _settings(
-        prompts_dir, backend=public_spec(backend), english=str(english), answer=answer, **given
+        begun.prompts_dir, backend=public_spec(backend), english=str(english), answer=answer, **given
     )
-    target = _output(out, "taco", begun.lang, shard)
+    target = _output(out, "taco", begun.lang, begun.shard)
     report = _run(begun, work, target, f"taco {begun.lang}", [client], settings)
     check_outcome([report])
     return report

@@ -8,14 +8,13 @@ batches; an endpoint answers through the LLM client. Answers go to ``<out>/<lang
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from okapi_hf.create.runner import append_row, read_done, run_rows
+from okapi_hf.create.runner import append_row, read_done, run_rows_sync
 from okapi_hf.errors import DataError
 from okapi_hf.languages import resolve_langs
 
@@ -89,93 +88,94 @@ def _history(question: dict[str, Any], answers: list[str], upto: int) -> list[di
     return messages
 
 
-def answer_with_model(
+def answer_questions(
     questions: list[dict[str, Any]],
     out: str | Path,
-    model: str,
     *,
+    model: str | None = None,
+    backend: str | None = None,
     batch_size: int = 8,
     gpu: bool = False,
-    progress: bool = True,
-    **generation: Any,
-) -> int:
-    """Answer with a local model through the chat pipeline, batched; return the number of new rows."""
-    from okapi_hf.chat import pipeline
-
-    chat = pipeline(model, gpu=gpu, **{**DEFAULT_GENERATION, **generation})
-    written = 0
-    for lang, todo in _todo_by_lang(questions, out).items():
-        target = Path(out) / f"{lang}.jsonl"
-        bar = tqdm(total=len(todo), desc=f"answer {lang}", unit="question", disable=not progress)
-        with target.open("a", encoding="utf-8") as f:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                answers: list[list[str]] = [[] for _ in chunk]
-                for turn in range(max(len(q["turns"]) for q in chunk)):
-                    active = [i for i, q in enumerate(chunk) if turn < len(q["turns"])]
-                    conversations = [_history(chunk[i], answers[i], turn) for i in active]
-                    for i, reply in zip(
-                        active, chat.chat_batch(conversations, batch_size=batch_size), strict=True
-                    ):
-                        answers[i].append(reply)
-                for question, given in zip(chunk, answers, strict=True):
-                    append_row(f, {**question, "answers": given, "model": str(model)})
-                    written += 1
-                bar.update(len(chunk))
-        bar.close()
-    return written
-
-
-def answer_with_endpoint(
-    questions: list[dict[str, Any]],
-    out: str | Path,
-    backend: str,
-    *,
     concurrency: int = 16,
     cache: str | Path | None = None,
-    max_tokens: int = 512,
+    max_new_tokens: int = 512,
     progress: bool = True,
 ) -> int:
-    """Answer through an OpenAI-compatible endpoint (or any backend spec); return the number of new rows."""
-    from okapi_hf.create.backends import public_spec
-    from okapi_hf.create.llm import ChatRequest, LLMClient
+    """Answer every question not yet answered in ``out``, turn by turn and greedily; return the new rows.
+
+    Exactly one of ``model`` (a local model, through the chat pipeline in batches of ``batch_size``) or
+    ``backend`` (an OpenAI-compatible endpoint or any backend spec, ``concurrency`` requests at once,
+    answers cached in ``cache``) answers.
+    """
+    if bool(model) == bool(backend):
+        raise ValueError("give exactly one of model (a local model) or backend (an endpoint)")
+    written = 0
+    if model:
+        from okapi_hf.chat import pipeline
+
+        chat = pipeline(model, gpu=gpu, **{**DEFAULT_GENERATION, "max_new_tokens": max_new_tokens})
+        for lang, todo in _todo_by_lang(questions, out).items():
+            written += _answer_locally(
+                chat, str(model), todo, Path(out) / f"{lang}.jsonl", batch_size, progress
+            )
+        return written
     from okapi_hf.create.steps import make_client
 
-    written = 0
     for lang, todo in _todo_by_lang(questions, out).items():
         client = make_client(backend, out, cache=cache, concurrency=concurrency)
-
-        async def work(question: dict[str, Any], client: LLMClient = client) -> dict[str, Any]:
-            answers: list[str] = []
-            for turn in range(len(question["turns"])):
-                request = ChatRequest.chat(
-                    _history(question, answers, turn), temperature=0.0, max_tokens=max_tokens
-                )
-                answers.append((await client.complete(request)).text.strip())
-            return {**question, "answers": answers, "model": public_spec(backend)}  # no credential
-
-        async def go(client: LLMClient = client, todo: list = todo, lang: str = lang) -> Any:
-            try:
-                return await run_rows(
-                    todo,
-                    work,
-                    Path(out) / f"{lang}.jsonl",
-                    step=f"answer {lang}",
-                    client=client,
-                    progress=progress,
-                )
-            finally:
-                await client.aclose()
-
-        report = asyncio.run(go())
-        if report.failed:
-            print(report.summary())
-            failed = sum(report.failed.values())
-            raise DataError(
-                f"answer {lang}: {failed} question(s) failed (see above); {report.written} answered"
-            )
-        written += report.written
+        written += _answer_remotely(
+            client, backend, todo, Path(out) / f"{lang}.jsonl", max_new_tokens, progress
+        )
     return written
+
+
+def _answer_locally(chat: Any, name: str, todo: list, target: Path, batch_size: int, progress: bool) -> int:
+    """One language's questions through the chat pipeline, a batch of conversations per turn."""
+    bar = tqdm(total=len(todo), desc=f"answer {target.stem}", unit="question", disable=not progress)
+    with target.open("a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            answers: list[list[str]] = [[] for _ in chunk]
+            for turn in range(max(len(q["turns"]) for q in chunk)):
+                active = [i for i, q in enumerate(chunk) if turn < len(q["turns"])]
+                conversations = [_history(chunk[i], answers[i], turn) for i in active]
+                for i, reply in zip(
+                    active, chat.chat_batch(conversations, batch_size=batch_size), strict=True
+                ):
+                    answers[i].append(reply)
+            for question, given in zip(chunk, answers, strict=True):
+                append_row(f, {**question, "answers": given, "model": name})
+            bar.update(len(chunk))
+    bar.close()
+    return len(todo)
+
+
+def _answer_remotely(
+    client: Any, backend: str, todo: list, target: Path, max_tokens: int, progress: bool
+) -> int:
+    """One language's questions through the LLM client, concurrently, resumable row by row."""
+    from okapi_hf.create.backends import public_spec
+    from okapi_hf.create.llm import ChatRequest
+
+    async def work(question: dict[str, Any]) -> dict[str, Any]:
+        answers: list[str] = []
+        for turn in range(len(question["turns"])):
+            request = ChatRequest.chat(
+                _history(question, answers, turn), temperature=0.0, max_tokens=max_tokens
+            )
+            answers.append((await client.complete(request)).text.strip())
+        return {**question, "answers": answers, "model": public_spec(backend)}  # no credential
+
+    report = run_rows_sync(
+        todo, work, target, step=f"answer {target.stem}", clients=[client], progress=progress
+    )
+    if report.failed:
+        print(report.summary())
+        failed = sum(report.failed.values())
+        raise DataError(
+            f"answer {target.stem}: {failed} question(s) failed (see above); {report.written} answered"
+        )
+    return report.written
 
 
 def _todo_by_lang(questions: list[dict[str, Any]], out: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -451,7 +451,7 @@ def load_references(path: str | Path) -> dict[str, Any]:
     Keys are ``<lang>-<question_id>`` when the row names a language (as answers rows' ids do), else
     the question id alone; ``reference`` is a string or a list with one per turn.
     """
-    from okapi_hf.data.raw import read_records
+    from okapi_hf.jsonfiles import read_records
 
     path = Path(path)
     out: dict[str, Any] = {}
@@ -504,7 +504,7 @@ def judge_answers(
     say how many judgements in the whole output could not be parsed, by language and category.
     """
     from okapi_hf.create.backends import make_backend
-    from okapi_hf.create.runner import check_outcome, read_done, run_rows
+    from okapi_hf.create.runner import check_outcome, read_done, run_rows_sync
     from okapi_hf.create.steps import check_cache_path, check_concurrency, make_client, parse_price
 
     if mode not in MODES:
@@ -551,15 +551,7 @@ def judge_answers(
         max_tokens=max_tokens,
     )
 
-    async def go() -> Any:
-        try:
-            return await run_rows(
-                rows, work, out_path, step=f"judge {mode}", client=client, progress=progress
-            )
-        finally:
-            await client.aclose()
-
-    report = asyncio.run(go())
+    report = run_rows_sync(rows, work, out_path, step=f"judge {mode}", clients=[client], progress=progress)
     check_outcome([report], what="judgement")  # failures that running again cannot fix
     judged = read_done(out_path)
     unparsed = unparsed_counts(judged)

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from okapi_hf.data.raw import read_records
 from okapi_hf.errors import DataError, OkapiError, UnknownLanguageError
 from okapi_hf.eval import EVAL_DIR_ENV, task_languages
+from okapi_hf.jsonfiles import read_records
 from okapi_hf.languages import get_language
 
 if TYPE_CHECKING:
@@ -363,7 +363,7 @@ def read_release_file(path: Path) -> list[tuple[int, Any]]:
     """A JSON array (as released) or JSON Lines file as (row number, value) pairs, row numbers from 0.
 
     Row numbers count from 0 so that ``row 17`` is ``json.load(f)[17]``; parsing and its errors
-    are the data stage's (:func:`okapi_hf.data.raw.read_records`).
+    are the data stage's (:func:`okapi_hf.jsonfiles.read_records`).
     """
     return [(number - 1, value) for number, value in read_records(path)]
 

@@ -211,7 +211,6 @@ class ListwiseDPOTrainer(ranking.RankingDataMixin, ranking.RankingMetricsMixin, 
     _name = "Listwise DPO"
     row_tokenizer = _PromptAwareRowTokenizer
     prepared_columns: ClassVar[tuple[str, ...]] = ("response_ids", "prompt_length")
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; let Trainer divide by accumulation
 
     def __init__(
         self,

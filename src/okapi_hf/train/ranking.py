@@ -344,6 +344,7 @@ class RankingMetricsMixin:
     model: Any
     _counts: dict[str, RankingCounts]
     _eval_loss: tuple[float, int] = (0.0, 0)  # sum and count of per-prompt eval losses since the last log
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; let Trainer divide by accumulation
 
     def _mode(self) -> str:
         return "train" if self.model.training else "eval"

@@ -240,7 +240,7 @@ class _Parser(TrlParser):
         raise OkapiError(f"{self.context}: {message}")
 
 
-STAGE_NAMES = {"sft": "SFT model", "rm": "reward model", "rl": "RLHF policy", "dpo": "DPO policy"}
+STAGE_NAMES = {"sft": "SFT model", "rm": "reward model", "rl": "RLHF policy", "dpo": "listwise DPO policy"}
 
 
 def previous_stage(run_args: RunArguments, stage: str) -> str:

@@ -68,10 +68,7 @@ class RankedRewardConfig(RankingArguments, RewardConfig):
     )
     margin: float = field(
         default=0.0,
-        metadata={
-            "help": "Reward gap required per rank step (instructgpt only): the pair i above j is scored on "
-            "r_i - r_j - margin * (j - i)."
-        },
+        metadata={"help": "Gap per rank step (instructgpt): pair i above j scores r_i - r_j - margin*(j-i)."},
     )
     padding_side: str | None = choice_field(
         None, ("left", "right"), "'left' or 'right'; default: the tokenizer's (BLOOM pads left)."
@@ -97,7 +94,6 @@ class RankedRewardTrainer(RankingDataMixin, RankingMetricsMixin, RewardTrainer):
     """
 
     _tag_names: ClassVar[list[str]] = ["trl", "reward-trainer", "okapi-hf", "ranked-reward"]
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; let Trainer divide by accumulation
 
     def __init__(
         self,

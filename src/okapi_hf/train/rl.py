@@ -356,18 +356,19 @@ def _write_card(stage: Stage, trainer: Any, metrics: dict[str, float], reports: 
         rewards += (
             f" plus {config.language_reward_weight} x a language-fidelity reward ({config.language_reward})"
         )
+    algorithm = config.algorithm.upper()
+    description = (
+        f"An instruction-following model tuned with {algorithm} (trl) on Okapi's RL prompts; reward: "
+        f"{rewards} (reward model `{config.reward_model_path}`). Prompts use Okapi's template "
+        "(`okapi_hf.format_prompt`)."
+    )
     stage.write_card(
+        trainer,
         CARD_HYPERPARAMETERS,
         shown,
-        reports,
-        title=f"Okapi {config.algorithm.upper()} policy ({', '.join(stage.langs)})",
-        description=(
-            f"An instruction-following model tuned with {config.algorithm.upper()} (trl) on Okapi's RL prompts; "
-            f"reward: {rewards} (reward model `{config.reward_model_path}`). Prompts use Okapi's template "
-            "(`okapi_hf.format_prompt`)."
-        ),
-        stage=f"RLHF (trl `{TRAINERS[config.algorithm].__name__}`)",
-        usage=POLICY_USAGE.format(path=stage.out),
-        tags=["trl", "rlhf", config.algorithm],
-        pipeline_tag="text-generation",
+        description,
+        POLICY_USAGE.format(path=stage.out),
+        reports=reports,
+        title=f"Okapi {algorithm} policy ({', '.join(stage.langs)})",
+        tags=[config.algorithm],
     )

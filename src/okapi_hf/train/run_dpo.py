@@ -50,19 +50,11 @@ main = stage_main("dpo", ListwiseDPOConfig, train_dpo)
 
 def _write_card(stage: Stage, trainer: ListwiseDPOTrainer, metrics: dict[str, float]) -> None:
     config = stage.config
-    stage.write_card(
-        CARD_HYPERPARAMETERS,
-        eval_metrics(metrics, CARD_METRICS),
-        trainer.data_reports,
-        title=f"Okapi listwise DPO policy ({', '.join(stage.langs)})",
-        description=(
-            "An instruction-following model trained directly on K-wise rankings (Okapi's 4 ranked "
-            f"responses per instruction) with listwise DPO, `{config.loss_type}` loss and beta "
-            f"{config.beta}: no reward model and no RL. This stage is an okapi-hf addition; the Okapi "
-            "paper used a reward model and PPO. Prompt it with Okapi's template (`okapi_hf.format_prompt`)."
-        ),
-        stage="listwise DPO (okapi-hf `ListwiseDPOTrainer`)",
-        usage=POLICY_USAGE.format(path=stage.out),
-        tags=["dpo", "trl", "alignment"],
-        pipeline_tag="text-generation",
+    description = (
+        "An instruction-following model trained directly on K-wise rankings (Okapi's 4 ranked "
+        f"responses per instruction) with listwise DPO, `{config.loss_type}` loss and beta "
+        f"{config.beta}: no reward model and no RL. This stage is an okapi-hf addition; the Okapi "
+        "paper used a reward model and PPO. Prompt it with Okapi's template (`okapi_hf.format_prompt`)."
     )
+    usage = POLICY_USAGE.format(path=stage.out)
+    stage.write_card(trainer, CARD_HYPERPARAMETERS, eval_metrics(metrics, CARD_METRICS), description, usage)

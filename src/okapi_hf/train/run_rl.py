@@ -144,17 +144,17 @@ def _write_card(stage: Stage, trainer: PPOTrainer, metrics: dict[str, float], rm
         if k in last
     }
     shown.update(metrics)
+    description = (
+        "An instruction-following model tuned with PPO against a K-wise ranked reward model "
+        f"(`{rm_path}`), with a per-token KL penalty to its SFT starting point, as in Okapi."
+    )
+    usage = POLICY_USAGE.format(path=stage.out)
     stage.write_card(
+        trainer,
         CARD_HYPERPARAMETERS,
         shown,
-        title=f"Okapi RLHF policy ({', '.join(stage.langs)})",
-        description=(
-            "An instruction-following model tuned with PPO against a K-wise ranked reward model "
-            f"(`{rm_path}`), with a per-token KL penalty to its SFT starting point, as in Okapi."
-        ),
-        stage="RLHF (okapi-hf `PPOTrainer`)",
-        usage=POLICY_USAGE.format(path=stage.out),
+        description,
+        usage,
         data_report=trainer.prompt_summary(),
-        tags=["rlhf", "ppo", "trl"],
-        pipeline_tag="text-generation",
+        tags=["ppo"],
     )

@@ -61,18 +61,15 @@ main = stage_main("rm", RankedRewardConfig, train_reward_model)
 
 
 def _write_card(stage: Stage, trainer: RankedRewardTrainer, metrics: dict[str, float]) -> None:
+    description = (
+        "A reward model that scores a response to an instruction with one scalar, trained on K-wise "
+        f"rankings (Okapi's 4 ranked responses per instruction) with the `{stage.config.loss_type}` "
+        "loss. Higher means better; use it for RLHF or best-of-n sampling."
+    )
     stage.write_card(
+        trainer,
         CARD_HYPERPARAMETERS,
         eval_metrics(metrics, CARD_METRICS),
-        trainer.data_reports,
-        title=f"Okapi reward model ({', '.join(stage.langs)})",
-        description=(
-            "A reward model that scores a response to an instruction with one scalar, trained on K-wise "
-            f"rankings (Okapi's 4 ranked responses per instruction) with the `{stage.config.loss_type}` "
-            "loss. Higher means better; use it for RLHF or best-of-n sampling."
-        ),
-        stage="reward model (okapi-hf `RankedRewardTrainer`)",
-        usage=USAGE.format(path=stage.out),
-        tags=["reward-model", "trl", "rlhf"],
-        pipeline_tag="text-classification",
+        description,
+        USAGE.format(path=stage.out),
     )

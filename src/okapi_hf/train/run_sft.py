@@ -210,7 +210,7 @@ def _read_rows_file(pattern: str, langs: list[str]) -> Dataset:
 
 
 def _write_card(stage: Stage, trainer: OkapiSFTTrainer, metrics: dict[str, float], reports: dict) -> None:
-    config, langs = stage.config, stage.langs
+    config = stage.config
     loss = "the response tokens only" if config.loss_on == "response" else "prompt and response, as Okapi did"
     template = (
         "Okapi's prompt template" if config.prompt_format == "okapi" else "the tokenizer's chat template"
@@ -222,19 +222,17 @@ def _write_card(stage: Stage, trainer: OkapiSFTTrainer, metrics: dict[str, float
         prompt=PROMPTS[config.prompt_format],
         special=", add_special_tokens=False" if chat else "",  # the chat template already adds them
     )
+    description = (
+        f"An instruction-following model fine-tuned on Okapi's translated instructions with {template}; "
+        f"the loss covered {loss}. Prompt it the same way (see below); the answer is the text it "
+        "generates after the prompt."
+    )
     stage.write_card(
+        trainer,
         CARD_HYPERPARAMETERS,
         eval_metrics(metrics, CARD_METRICS),
-        reports,
-        title=f"Okapi SFT model ({', '.join(langs)})",
-        description=(
-            f"An instruction-following model fine-tuned on Okapi's translated instructions with {template}; "
-            f"the loss covered {loss}. Prompt it the same way (see below); the answer is the text it "
-            "generates after the prompt."
-        ),
-        stage="supervised fine-tuning (okapi-hf `OkapiSFTTrainer`, built on trl's `SFTTrainer`)",
+        description,
+        usage,
+        reports=reports,
         data=stage.data_line() + "".join(f", then `{source}`" for source in config.curriculum_datasets or []),
-        usage=usage,
-        tags=["sft", "trl", "instruction-tuning"],
-        pipeline_tag="text-generation",
     )

@@ -52,6 +52,15 @@ OPTIMIZER_HYPERPARAMETERS = (
 )
 
 
+# Per stage: what its card calls the training, its Hub tags, its pipeline tag.
+CARD_FACTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "sft": ("supervised fine-tuning", ("sft", "trl", "instruction-tuning"), "text-generation"),
+    "rm": ("reward model", ("reward-model", "trl", "rlhf"), "text-classification"),
+    "rl": ("RLHF", ("rlhf", "trl"), "text-generation"),
+    "dpo": ("listwise DPO", ("dpo", "trl", "alignment"), "text-generation"),
+}
+
+
 @dataclass
 class Stage:
     """One run of a stage: its parsed arguments, start model, output folder and languages.
@@ -164,15 +173,26 @@ class Stage:
 
     def write_card(
         self,
+        trainer: Any,
         hyperparameters: tuple[str, ...],
         metrics: dict[str, float],
-        reports: dict[str, Any] | None = None,
+        description: str,
+        usage: str,
         **card: Any,
     ) -> Path:
         """``README.md``: the stage's card, with its training history, the named config values, the
-        ``metrics`` shown and the summaries of its data ``reports``; ``data`` defaults to :meth:`data_line`."""
+        ``metrics`` shown, ``description``, ``usage`` and the data reports (``reports``, default the
+        trainer's ``data_reports``). Title, training line, tags and pipeline tag follow from the stage
+        and the trainer (:data:`CARD_FACTS`); ``card`` overrides them, and its ``tags`` are added."""
+        label, tags, pipeline_tag = CARD_FACTS[self.name]
+        owner = "okapi-hf" if type(trainer).__module__.startswith("okapi_hf") else "trl"
+        card.setdefault("title", f"Okapi {STAGE_NAMES[self.name]} ({', '.join(self.langs)})")
+        card.setdefault("stage", f"{label} ({owner} `{type(trainer).__name__}`)")
+        card.setdefault("pipeline_tag", pipeline_tag)
         card.setdefault("data", self.data_line())
-        if reports is not None:
+        card["tags"] = [*tags, *card.get("tags", ())]
+        reports = card.pop("reports", None) or getattr(trainer, "data_reports", None)
+        if reports:
             card["data_report"] = "\n".join(f"- {r.summary()}" for r in reports.values())
         values = {
             k: getattr(getattr(self.config, k), "value", getattr(self.config, k))  # enums by value
@@ -186,6 +206,8 @@ class Stage:
             hyperparameters=values,
             metrics=metrics,
             model_dir=self.out,
+            description=description,
+            usage=usage,
             **card,
         )
         return atomic_write_text(self.out / "README.md", text)
