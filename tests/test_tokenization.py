@@ -60,7 +60,8 @@ def stage_ids(tokenizer, tiny_model_dir) -> dict[str, list[int]]:
     from okapi_hf.train.dpo import ListwiseDPOConfig, _PromptAwareRowTokenizer
     from okapi_hf.train.ppo import PPOTrainer
     from okapi_hf.train.ppo_config import PPOConfig
-    from okapi_hf.train.reward import RankedRewardConfig, _RowTokenizer
+    from okapi_hf.train.ranking import RankingTokenizer
+    from okapi_hf.train.reward import RankedRewardConfig
     from okapi_hf.train.rewards import RewardModelScorer
     from okapi_hf.train.rl import prepare_prompts
     from okapi_hf.train.sft import OkapiSFTConfig, OkapiSFTTrainer
@@ -83,7 +84,7 @@ def stage_ids(tokenizer, tiny_model_dir) -> dict[str, list[int]]:
         "input": [INPUT],
         "responses": [[RESPONSE, "Không biết."]],
     }
-    rm_rows = _RowTokenizer(tokenizer, RankedRewardConfig(output_dir="/tmp/unused", **CPU), True)(batch, [0])
+    rm_rows = RankingTokenizer(tokenizer, RankedRewardConfig(output_dir="/tmp/unused", **CPU), True)(batch, [0])
     ids["reward model"] = rm_rows["response_ids"][0][0][: len(ids["sft"])]
 
     ppo = PPOTrainer._tokenize(

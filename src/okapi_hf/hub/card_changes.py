@@ -73,7 +73,7 @@ def add_eval_results(plan: PublishPlan, eval_dir: str | Path, default_name: str)
 def eval_index_path(eval_dir: str | Path) -> Path:
     """``--eval-results``: an existing folder holding ``model_index.yaml``."""
     folder = Path(eval_dir)
-    expected = "pass the folder written by `okapi-hf eval run --output DIR`"
+    expected = "pass the folder written by `okapi-hf eval run --out DIR`"
     if not folder.exists():
         raise OkapiError(f"--eval-results {folder} does not exist: {expected}")
     if not folder.is_dir():

@@ -135,7 +135,7 @@ variables (in a Hugging Face Space: *Settings -> Variables*), then restart it:
 
 - `{SEED_ENV}`: path of a CSV shaped like the Okapi authors' `reference_results_base_models.csv`
   (columns `benchmark,lang,model` and some of `acc,acc_norm,mc1,mc2`).
-- `{RESULTS_ENV}`: folder(s) written by `okapi-hf eval run --output ...`, separated by `{os.pathsep}`;
+- `{RESULTS_ENV}`: folder(s) written by `okapi-hf eval run --out ...`, separated by `{os.pathsep}`;
   each is searched for `results.json` files.
 """
 

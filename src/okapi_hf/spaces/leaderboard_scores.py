@@ -367,7 +367,7 @@ def _read_run(file: Path, source: str) -> list[Score]:
 
 
 def result_files(folder: str | Path) -> list[Path]:
-    """The ``results.json`` files under ``folder`` (one ``okapi-hf eval run --output`` folder or a parent of many)."""
+    """The ``results.json`` files under ``folder`` (one ``okapi-hf eval run --out`` folder or a parent of many)."""
     folder = Path(folder)
     if not folder.exists():
         raise DataError(f"eval results folder {folder} does not exist")

@@ -30,7 +30,6 @@ from okapi_hf.train.ranking import (
     RankingDataMixin,
     RankingDataReport,
     RankingMetricsMixin,
-    RankingTokenizer,
     by_prompt,
     center_penalty,
     pairwise_loss,
@@ -53,7 +52,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LOSS_TYPES = ("instructgpt", "plackett_luce")
-_RowTokenizer = RankingTokenizer  # its name before the ranking data moved to okapi_hf.train.ranking
 
 
 @dataclass

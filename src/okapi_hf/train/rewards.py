@@ -31,7 +31,7 @@ class RewardModelScorer:
     """Scores prompt+completion with a reward model from ``okapi-hf train rm``, exactly as it was trained.
 
     The reward model saw every ranked response as tokenizer(Okapi prompt + response + eos), with the
-    tokenizer's own special tokens (see ``reward._RowTokenizer``), and reads its score at the last token.
+    tokenizer's own special tokens (see ``ranking.RankingTokenizer``), and reads its score at the last token.
     trl's built-in path-string reward model scores ``prompt + completion`` without the eos and with
     ``add_special_tokens=False``, so the score would be read at a position the model was never trained to
     score; this class exists to remove that mismatch. Like training, it appends eos only when padding can

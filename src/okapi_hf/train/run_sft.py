@@ -234,5 +234,6 @@ def _write_card(stage: Stage, trainer: OkapiSFTTrainer, metrics: dict[str, float
         description,
         usage,
         reports=reports,
+        stage="supervised fine-tuning (okapi-hf `OkapiSFTTrainer`, built on trl's `SFTTrainer`)",
         data=stage.data_line() + "".join(f", then `{source}`" for source in config.curriculum_datasets or []),
     )

@@ -192,7 +192,7 @@ class Stage:
         card.setdefault("data", self.data_line())
         card["tags"] = [*tags, *card.get("tags", ())]
         reports = card.pop("reports", None) or getattr(trainer, "data_reports", None)
-        if reports:
+        if reports and "data_report" not in card:
             card["data_report"] = "\n".join(f"- {r.summary()}" for r in reports.values())
         values = {
             k: getattr(getattr(self.config, k), "value", getattr(self.config, k))  # enums by value

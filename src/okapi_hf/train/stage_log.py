@@ -32,7 +32,6 @@ STEPS.propagate = False
 class StageLog:
     """The log of the stage running now: where it goes, whether the terminal gets all of it, and since when."""
 
-    stage: str
     path: Path | None  # None on the other processes of a distributed run
     verbose: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -86,7 +85,7 @@ class _LogFile(logging.FileHandler):
 def stage_log(out: Path, stage: str, verbose: bool = False) -> Iterator[StageLog]:
     """Send the libraries' logging to ``out/train.log`` (and only warnings to the terminal) until exit."""
     main = os.environ.get("RANK", "0") == "0"
-    log = StageLog(stage, Path(out) / LOG_FILE if main else None, verbose)
+    log = StageLog(Path(out) / LOG_FILE if main else None, verbose)
     token = _CURRENT.set(log)
     with contextlib.ExitStack() as undo:
         undo.callback(_CURRENT.reset, token)
